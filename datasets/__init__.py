@@ -1,0 +1,1 @@
+"""Data loaders and model zoos (installed as ``neuralgraph.datasets``)."""

@@ -1,0 +1,84 @@
+r"""Position codes for initial hidden states.
+
+Every edge carries five integer positions (``NeuralGraph.edge_pos`` columns):
+
+=====  ===================================================================
+col    axis
+=====  ===================================================================
+0      layer (index of the parametrised layer)
+1      backward neuron: source neuron's index within its layer (channel)
+2      forward neuron: target neuron's index within its layer (channel)
+3      kernel row (``0`` for dense edges; spatial row ``y`` after Flatten)
+4      kernel column (kernel position of Conv1d; spatial ``x`` after Flatten)
+=====  ===================================================================
+
+A hidden-state code gives the rule a way to tell weights apart when all weights
+start equal (e.g. zero).
+"""
+
+from __future__ import annotations
+
+from typing import List
+
+import torch
+from torch import Tensor
+
+__all__ = ["POSITION_AXES", "position_code", "axis_dims"]
+
+POSITION_AXES = ("layer", "backward_neuron", "forward_neuron", "kernel_row", "kernel_col")
+
+
+def axis_dims(dim: int, num_axes: int = 5) -> List[int]:
+    """How many of ``dim`` code channels each axis gets (earlier axes get the rest)."""
+    base, rest = divmod(dim, num_axes)
+    return [base + (1 if a < rest else 0) for a in range(num_axes)]
+
+
+def position_code(edge_pos: Tensor, dim: int, kind: str = "sinusoidal",
+                  base: float = 1000.0, dtype: torch.dtype = torch.float32) -> Tensor:
+    r"""Encode edge positions into a ``[E, dim]`` hidden-state initialisation.
+
+    ``"sinusoidal"``: axis :math:`a` gets :math:`d_a` channels,
+    channel :math:`j` is :math:`\sin(p_a \omega_{\lfloor j/2 \rfloor})` for even
+    :math:`j` and :math:`\cos(\cdot)` for odd :math:`j`, with
+    :math:`\omega_k = \mathrm{base}^{-2k/d_a}`.
+    ``"binary"``: the low bits of each position mapped to :math:`\pm 1`.
+    ``"zeros"``: all zeros.
+
+    Args:
+        edge_pos (Tensor): integer positions ``[E, 5]``.
+        dim (int): code width ``H``.
+        kind (str, optional): ``"sinusoidal"``, ``"binary"`` or ``"zeros"``.
+            (default: ``"sinusoidal"``)
+        base (float, optional): longest wavelength of the sinusoids.
+            (default: ``1000.0``)
+
+    Shapes:
+        - **input:** ``[E, 5]``
+        - **output:** ``[E, dim]``
+    """
+    if edge_pos.dim() != 2:
+        raise ValueError(f"edge_pos must be [E, A], got shape {tuple(edge_pos.shape)}")
+    if dim < 0:
+        raise ValueError(f"hidden dim must be >= 0, got {dim}")
+    num_edges, num_axes = edge_pos.shape
+    out = torch.zeros(num_edges, dim, dtype=dtype, device=edge_pos.device)
+    if kind == "zeros" or dim == 0:
+        return out
+    if kind not in ("sinusoidal", "binary"):
+        raise ValueError(f"unknown position code {kind!r} (use 'sinusoidal', 'binary' or 'zeros')")
+    col = 0
+    for a, d in enumerate(axis_dims(dim, num_axes)):
+        if d == 0:
+            continue
+        p = edge_pos[:, a].to(dtype).unsqueeze(1)  # (E, 1)
+        j = torch.arange(d, device=edge_pos.device)
+        if kind == "sinusoidal":
+            freq = base ** (-2.0 * torch.div(j, 2, rounding_mode="floor").to(dtype) / max(d, 2))
+            ang = p * freq  # (E, d)
+            out[:, col:col + d] = torch.where(j % 2 == 0, torch.sin(ang), torch.cos(ang))
+        else:
+            bits = (edge_pos[:, a:a + 1] >> j) & 1  # (E, d)
+            out[:, col:col + d] = bits.to(dtype) * 2 - 1
+        col += d
+    return out

@@ -1,0 +1,1 @@
+"""Local rules that update neural graphs (installed as ``neuralgraph.rules``)."""
