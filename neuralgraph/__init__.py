@@ -8,6 +8,7 @@ from neuralgraph.functional import forward_batch
 from neuralgraph.graph import EDGE_KINDS, NODE_ROLES, NeuralGraph
 from neuralgraph.neighbourhood import Neighbourhoods
 from neuralgraph.positional import position_code
+from neuralgraph.rules.base import step
 
 __version__ = "0.1.0"
 
@@ -25,6 +26,7 @@ __all__ = [
     "forward_batch",
     "load_weight",
     "position_code",
+    "step",
     "to_module",
     "to_networkx",
     "to_neural_graph",

@@ -1,12 +1,23 @@
-"""The ``neuralgraph`` command line."""
+"""The ``neuralgraph`` command line.
+
+Subcommands live in their own modules; each exposes ``add_parser(subparsers)``
+which registers a parser whose ``func`` default runs the command and returns an
+exit code.  Add a module name to :data:`COMMAND_MODULES` to plug one in.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from typing import List, Optional
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "COMMAND_MODULES"]
+
+#: Modules providing ``add_parser(subparsers)``, in ``--help`` order.
+COMMAND_MODULES = (
+    "neuralgraph.cli_info",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,21 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Neural networks as graphs: convert, grow with local rules, learn from weights.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    info = sub.add_parser("info", help="convert a small demo model and print its graph")
-    info.set_defaults(func=_info)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_parser(sub)
     return parser
-
-
-def _info(args: argparse.Namespace) -> int:
-    import torch
-
-    import neuralgraph as ng
-
-    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
-                                torch.nn.Linear(4 * 26 * 26, 10))
-    graph = ng.to_neural_graph(model)
-    print(graph)
-    return 0
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -1,0 +1,158 @@
+r"""The local-rule interface, the rule registry and the stochastic update step.
+
+A *rule* is an ``nn.Module`` that reads a :class:`~neuralgraph.NeuralGraph` (or a
+PyG ``Batch`` of them) and returns per-edge updates ``(dw [E], dh [E, H])``:
+
+.. code-block:: python
+
+    class MyRule(Rule):
+        def forward(self, graph, x=None):
+            nbr = neighbourhoods(graph)
+            ...
+            return dw, dh
+
+:func:`step` applies one stochastic update (each edge fires with probability
+``fire_rate``) and returns a *new* graph sharing structure with the old one, so
+unrolling many steps is differentiable end to end.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+from typing import Callable, Dict, Optional, Type, Union
+
+import torch
+from torch import Tensor, nn
+
+from neuralgraph.neighbourhood import Neighbourhoods
+from neuralgraph.typing import RuleOutput
+
+__all__ = ["Rule", "register", "get", "available", "step", "neighbourhoods"]
+
+_REGISTRY: Dict[str, Type[nn.Module]] = {}
+
+
+class Rule(nn.Module):
+    """Base class of local rules.
+
+    Subclasses implement ``forward(graph, x=None) -> (dw, dh)`` where ``x`` is an
+    optional data batch for data-conditioned rules.
+
+    Args:
+        hidden_dim (int): width ``H`` of the edges' hidden states.
+    """
+
+    def __init__(self, hidden_dim: int) -> None:
+        super().__init__()
+        self.hidden_dim = hidden_dim
+
+    def check_graph(self, graph: object) -> None:
+        hidden = getattr(graph, "hidden", None)
+        if hidden is None or hidden.dim() != 2 or hidden.size(1) != self.hidden_dim:
+            raise ValueError(
+                f"{self.__class__.__name__} expects hidden states [E, {self.hidden_dim}], got "
+                f"{None if hidden is None else tuple(hidden.shape)}; build the graph with "
+                f"to_neural_graph(model, hidden_dim={self.hidden_dim})")
+
+    def forward(self, graph: object, x: Optional[Tensor] = None) -> RuleOutput:  # pragma: no cover
+        raise NotImplementedError
+
+
+def neighbourhoods(graph: object) -> Neighbourhoods:
+    """The graph's :class:`Neighbourhoods`, cached on the graph object.
+
+    The cache is keyed on the ``edge_index`` tensor itself, so it survives the
+    shallow copies made by :func:`step` and is rebuilt if ``edge_index`` is
+    replaced.
+    """
+    edge_index = graph.edge_index  # type: ignore[attr-defined]
+    cached = graph.__dict__.get("_nbr_cache")
+    if cached is not None and cached[0] is edge_index:
+        return cached[1]
+    nbr = Neighbourhoods(edge_index, graph.num_nodes)  # type: ignore[attr-defined]
+    graph.__dict__["_nbr_cache"] = (edge_index, nbr)
+    return nbr
+
+
+def register(name: str) -> Callable[[Type[nn.Module]], Type[nn.Module]]:
+    """Class decorator: make a rule available as ``rules.get(name)``."""
+
+    def deco(cls: Type[nn.Module]) -> Type[nn.Module]:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"rule name {name!r} is already registered to {_REGISTRY[name]}")
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def available() -> list:
+    """Names of the registered rules."""
+    return sorted(_REGISTRY)
+
+
+def get(name: Union[str, Type[nn.Module]]) -> Type[nn.Module]:
+    """Look a rule class up by registered name or by import path ``"pkg.mod:Class"``."""
+    if isinstance(name, type):
+        return name
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if ":" in name:
+        mod_name, _, attr = name.partition(":")
+        try:
+            module = importlib.import_module(mod_name)
+        except ImportError as exc:
+            raise ValueError(f"cannot import rule module {mod_name!r} from {name!r}: {exc}") from exc
+        try:
+            cls = getattr(module, attr)
+        except AttributeError as exc:
+            raise ValueError(f"module {mod_name!r} has no rule {attr!r}") from exc
+        if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+            raise ValueError(f"{name!r} is not an nn.Module class")
+        return cls
+    raise ValueError(f"unknown rule {name!r}; registered: {available()}, or use 'package.module:Class'")
+
+
+def step(graph: object, rule: nn.Module, fire_rate: float = 0.8,
+         generator: Optional[torch.Generator] = None, x: Optional[Tensor] = None,
+         update: Optional[RuleOutput] = None) -> object:
+    r"""One stochastic rule update.
+
+    .. math::
+        m_e \sim \mathrm{Bernoulli}(p), \quad
+        w_e \leftarrow w_e + m_e\,\Delta w_e, \quad
+        h_e \leftarrow h_e + m_e\,\Delta h_e
+
+    Args:
+        graph: a :class:`~neuralgraph.NeuralGraph` or ``Batch``.
+        rule (nn.Module): returns ``(dw [E], dh [E, H])``.
+        fire_rate (float, optional): probability :math:`p` that an edge is
+            updated. (default: ``0.8``)
+        generator (torch.Generator, optional): RNG for the fire mask.
+        x (Tensor, optional): data batch passed to data-conditioned rules.
+        update (tuple, optional): precomputed ``(dw, dh)`` (skips the rule).
+
+    Returns:
+        a shallow copy of ``graph`` with new ``weight`` and ``hidden`` tensors
+        (no in-place edits, so autograd through many steps works).
+    """
+    if not 0.0 <= fire_rate <= 1.0:
+        raise ValueError(f"fire_rate must lie in [0, 1], got {fire_rate}")
+    if update is None:
+        update = rule(graph, x) if x is not None else rule(graph)
+    dw, dh = update
+    weight, hidden = graph.weight, graph.hidden  # type: ignore[attr-defined]
+    if dw.shape != weight.shape or dh.shape != hidden.shape:
+        raise ValueError(f"rule returned dw {tuple(dw.shape)}, dh {tuple(dh.shape)} for weight "
+                         f"{tuple(weight.shape)}, hidden {tuple(hidden.shape)}")
+    if fire_rate < 1.0:
+        u = torch.rand(weight.shape, generator=generator, device=generator.device
+                       if generator is not None else weight.device).to(weight.device)
+        mask = (u < fire_rate).to(weight.dtype)
+        dw = dw * mask
+        dh = dh * mask.unsqueeze(-1)
+    out = copy.copy(graph)
+    out.weight = weight + dw
+    out.hidden = hidden + dh
+    return out
