@@ -16,7 +16,7 @@ from torch.func import functional_call
 from neuralgraph.architecture import Architecture
 from neuralgraph.errors import NeuralGraphError, WeightShapeError
 
-__all__ = ["params_from_weight", "forward", "forward_batch"]
+__all__ = ["params_from_weight", "forward", "forward_batch", "node_activations"]
 
 
 def params_from_weight(arch: Architecture, weight: Tensor) -> Dict[str, Tensor]:
@@ -72,3 +72,69 @@ def forward_batch(batch: object, x: Tensor | Sequence[Tensor], weight: Optional[
         outs.append(forward(arch, w.narrow(0, lo, hi - lo), xs[i], training=training))
     return outs
 
+
+
+def _node_blocks(graph: object) -> List[Tensor]:
+    """Node ids of each neuron layer (inputs, then each parametrised layer's outputs), by position."""
+    layer, role, pos = graph.node_layer, graph.node_role, graph.node_pos  # type: ignore[attr-defined]
+    blocks = []
+    for lay in range(int(layer.max()) + 1):
+        ids = ((layer == lay) & (role != 3)).nonzero().view(-1)
+        blocks.append(ids[torch.argsort(pos[ids])])
+    return blocks
+
+
+def node_activations(graph: object, x: Tensor, weight: Optional[Tensor] = None) -> Tensor:
+    r"""Mean activation of every neuron on a data batch ``x``, ``[|V|]``.
+
+    A neuron's activation is the output of its layer after the parameter-free
+    ops that follow it (activation, pooling; taken before ``Flatten``), averaged
+    over the batch and, for channels, over space.  Input neurons get the mean
+    input; bias neurons get ``1``.  Works on a single graph or a ``Batch``
+    (each network sees the same ``x``).  Differentiable w.r.t. ``weight``.
+
+    Shapes:
+        - **x:** ``[B, *input_shape]``
+        - **output:** ``[|V|]``
+    """
+    from torch_geometric.data import Batch
+
+    if isinstance(graph, Batch):
+        w = graph.weight if weight is None else weight  # type: ignore[attr-defined]
+        ptr = graph._slice_dict["weight"]
+        parts = []
+        for i, g in enumerate(graph.to_data_list()):
+            lo, hi = int(ptr[i]), int(ptr[i + 1])
+            parts.append(node_activations(g, x, w.narrow(0, lo, hi - lo)))
+        return torch.cat(parts)
+    arch: Architecture = graph.arch  # type: ignore[attr-defined]
+    w = graph.weight if weight is None else weight  # type: ignore[attr-defined]
+    params = params_from_weight(arch, w)
+    module = arch.template
+    buffers = arch.buffers(w.device)
+    out = torch.ones(graph.num_nodes, dtype=w.dtype, device=w.device)  # type: ignore[attr-defined]
+    blocks = _node_blocks(graph)
+
+    def summary(t: Tensor) -> Tensor:
+        return t.mean(0) if t.dim() == 2 else t.mean(dim=[0] + list(range(2, t.dim())))
+
+    values: List[Tensor] = [summary(x)]
+    frozen = False  # a Flatten closed the current block
+    y = x
+    for i, op in enumerate(arch.ops):
+        sub = module[i]
+        local = {n.split(".", 1)[1]: t for n, t in {**params, **buffers}.items()
+                 if n.split(".", 1)[0] == str(i)}
+        y = functional_call(sub, local, (y,)) if local else sub(y)
+        if op.has_params:
+            values.append(summary(y))
+            frozen = False
+        elif op.kind == "Flatten":
+            frozen = True
+        elif not frozen and op.kind not in ("Dropout",):
+            values[-1] = summary(y)
+    if len(values) != len(blocks):
+        raise NeuralGraphError(f"internal: {len(values)} activation blocks for {len(blocks)} node layers")
+    for ids, v in zip(blocks, values):
+        out = out.index_put((ids,), v.to(out.dtype))
+    return out

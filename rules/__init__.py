@@ -1,5 +1,15 @@
 """Local rules that update neural graphs (installed as ``neuralgraph.rules``)."""
 
-from neuralgraph.rules.base import Rule, available, get, neighbourhoods, register, step
+from neuralgraph.rules.base import Rule, available, check_hidden, get, neighbourhoods, register, step
+from neuralgraph.rules.mlp_rule import MLPRule
 
-__all__ = ["Rule", "available", "get", "neighbourhoods", "register", "step"]
+__all__ = [
+    "MLPRule",
+    "Rule",
+    "available",
+    "check_hidden",
+    "get",
+    "neighbourhoods",
+    "register",
+    "step",
+]

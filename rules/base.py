@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from neuralgraph.neighbourhood import Neighbourhoods
 from neuralgraph.typing import RuleOutput
 
-__all__ = ["Rule", "register", "get", "available", "step", "neighbourhoods"]
+__all__ = ["Rule", "register", "get", "available", "step", "neighbourhoods", "check_hidden"]
 
 _REGISTRY: Dict[str, Type[nn.Module]] = {}
 
@@ -48,15 +48,25 @@ class Rule(nn.Module):
         self.hidden_dim = hidden_dim
 
     def check_graph(self, graph: object) -> None:
-        hidden = getattr(graph, "hidden", None)
-        if hidden is None or hidden.dim() != 2 or hidden.size(1) != self.hidden_dim:
-            raise ValueError(
-                f"{self.__class__.__name__} expects hidden states [E, {self.hidden_dim}], got "
-                f"{None if hidden is None else tuple(hidden.shape)}; build the graph with "
-                f"to_neural_graph(model, hidden_dim={self.hidden_dim})")
+        check_hidden(graph, self.hidden_dim, self.__class__.__name__)
 
     def forward(self, graph: object, x: Optional[Tensor] = None) -> RuleOutput:  # pragma: no cover
         raise NotImplementedError
+
+
+def check_hidden(graph: object, hidden_dim: int, owner: str) -> None:
+    """Raise a clear error unless ``graph`` has weights ``[E]`` and hidden states ``[E, hidden_dim]``."""
+    weight = getattr(graph, "weight", None)
+    hidden = getattr(graph, "hidden", None)
+    if weight is None or weight.dim() != 1:
+        raise ValueError(f"{owner} expects graph.weight of shape [E], got "
+                         f"{None if weight is None else tuple(weight.shape)}")
+    if hidden is None or hidden.dim() != 2 or hidden.size(1) != hidden_dim \
+            or hidden.size(0) != weight.size(0):
+        raise ValueError(
+            f"{owner} expects hidden states [{weight.size(0)}, {hidden_dim}], got "
+            f"{None if hidden is None else tuple(hidden.shape)}; build the graph with "
+            f"to_neural_graph(model, hidden_dim={hidden_dim})")
 
 
 def neighbourhoods(graph: object) -> Neighbourhoods:
