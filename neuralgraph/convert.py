@@ -87,7 +87,7 @@ def _spatial_shapes(ops: Sequence[Op], input_shape: Optional[Tuple[int, ...]]) -
     with torch.device("meta"):
         for op in ops:
             try:
-                x = op.build()(x)
+                x = op.build().eval()(x)
             except Exception as exc:  # noqa: BLE001
                 raise WeightShapeError(
                     f"input_shape {tuple(input_shape)} does not fit layer {op.path or op.kind!r} "

@@ -39,6 +39,7 @@ class MLPRule(MessagePassing):
             data batch ``x`` to the perception. (default: ``False``)
         update_scale (float, optional): scale of the output (``dw``, ``dh``).
             (default: ``1.0``)
+        chunk_size (int, optional): edges processed at once. (default: ``16384``)
 
     Shapes:
         - **input:** graph with ``weight`` :math:`(|E|)`, ``hidden``
@@ -47,13 +48,15 @@ class MLPRule(MessagePassing):
     """
 
     def __init__(self, hidden_dim: int = 16, width: int = 64, depth: int = 2,
-                 data_conditioned: bool = False, update_scale: float = 1.0) -> None:
+                 data_conditioned: bool = False, update_scale: float = 1.0,
+                 chunk_size: int = 16384) -> None:
         super().__init__(aggr="mean", node_dim=0)
         self.hidden_dim = hidden_dim
         self.width = width
         self.depth = depth
         self.data_conditioned = data_conditioned
         self.update_scale = update_scale
+        self.chunk_size = chunk_size
         in_dim = 3 * (1 + hidden_dim) + (2 if data_conditioned else 0)
         layers: List[nn.Module] = []
         d = in_dim
@@ -84,8 +87,18 @@ class MLPRule(MessagePassing):
             parts += [act_j.unsqueeze(-1), act_i.unsqueeze(-1)]
         return torch.cat(parts, dim=-1)
 
-    def perceive(self, graph: object, x: Optional[Tensor] = None) -> Tensor:
-        """The perception vectors ``[E, 3 (1 + H) (+ 2)]``."""
+    def perceive(self, graph: object, x: Optional[Tensor] = None,
+                 edges: Optional[slice] = None) -> Tensor:
+        """The perception vectors ``[E, 3 (1 + H) (+ 2)]`` (of the edges in ``edges``)."""
+        node_in, node_out, act = self._node_signals(graph, x)
+        sl = edges if edges is not None else slice(None)
+        n = graph.num_nodes  # type: ignore[attr-defined]
+        state = torch.cat([graph.weight[sl].unsqueeze(-1), graph.hidden[sl]], dim=-1)  # type: ignore
+        return self.edge_updater(graph.edge_index[:, sl], state=state, fwd=node_out,  # type: ignore
+                                 bwd=node_in, act=act, size=(n, n))
+
+    def _node_signals(self, graph: object, x: Optional[Tensor]) -> tuple:
+        """Node means of in-edge and out-edge states ``[V, 1+H]`` and activations."""
         check_hidden(graph, self.hidden_dim, self.__class__.__name__)
         edge_index = graph.edge_index  # type: ignore[attr-defined]
         n = graph.num_nodes  # type: ignore[attr-defined]
@@ -101,11 +114,29 @@ class MLPRule(MessagePassing):
             act = node_activations(graph, x)
         elif x is not None:
             raise ValueError("x given to a MLPRule built with data_conditioned=False")
-        return self.edge_updater(edge_index, state=state, fwd=node_out, bwd=node_in, act=act,
-                                 size=(n, n))
+        return node_in, node_out, act
 
     def forward(self, graph: object, x: Optional[Tensor] = None) -> RuleOutput:
-        out = self.mlp(self.perceive(graph, x)) * self.update_scale  # (E, 1+H)
+        node_in, node_out, act = self._node_signals(graph, x)
+        n = graph.num_nodes  # type: ignore[attr-defined]
+        weight, hidden = graph.weight, graph.hidden  # type: ignore[attr-defined]
+        num_edges = weight.numel()
+        outs: List[Tensor] = []
+        out = None if torch.is_grad_enabled() else weight.new_empty(num_edges, 1 + self.hidden_dim)
+        # edges in cache-sized chunks: node signals are gathered per chunk
+        for s0 in range(0, num_edges, self.chunk_size):
+            sl = slice(s0, min(num_edges, s0 + self.chunk_size))
+            state = torch.cat([weight[sl].unsqueeze(-1), hidden[sl]], dim=-1)
+            v = self.edge_updater(graph.edge_index[:, sl], state=state, fwd=node_out,  # type: ignore
+                                  bwd=node_in, act=act, size=(n, n))
+            y = self.mlp(v)
+            if out is None:
+                outs.append(y)
+            else:
+                out[sl] = y
+        if out is None:
+            out = torch.cat(outs) if len(outs) > 1 else outs[0]
+        out = out * self.update_scale
         return out[:, 0], out[:, 1:]
 
     def __repr__(self) -> str:

@@ -1,0 +1,111 @@
+"""Slow, obviously-correct reference implementations (for tests only).
+
+Every fast path in neuralgraph is checked against one of these: neighbourhoods
+found by looping over all edges, rules evaluated edge by edge with an explicit
+``d x d`` state per edge and per head.  They are ``O(|E|^2)``: use graphs of a
+few hundred edges.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "brute_force_neighbourhoods",
+    "reference_mlp_rule",
+    "reference_weight_transformer",
+    "rotate_loop",
+]
+
+
+def brute_force_neighbourhoods(edge_index: Tensor) -> Tuple[List[List[int]], List[List[int]]]:
+    """For every edge, the sorted edge ids of its forward and backward neighbourhoods."""
+    src, dst = edge_index.tolist()
+    n = len(src)
+    fwd = [[f for f in range(n) if src[f] == dst[e]] for e in range(n)]
+    bwd = [[f for f in range(n) if dst[f] == src[e]] for e in range(n)]
+    return fwd, bwd
+
+
+def reference_mlp_rule(rule: torch.nn.Module, graph: object, x: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    """:class:`~neuralgraph.rules.MLPRule` evaluated edge by edge."""
+    w, h = graph.weight, graph.hidden  # type: ignore[attr-defined]
+    state = torch.cat([w.unsqueeze(-1), h], -1)
+    fwd, bwd = brute_force_neighbourhoods(graph.edge_index)  # type: ignore[attr-defined]
+    act = None
+    if x is not None:
+        from neuralgraph.functional import node_activations
+
+        act = node_activations(graph, x)
+    src, dst = graph.edge_index.tolist()  # type: ignore[attr-defined]
+    rows = []
+    for e in range(w.numel()):
+        mf = state[fwd[e]].mean(0) if fwd[e] else torch.zeros_like(state[e])
+        mb = state[bwd[e]].mean(0) if bwd[e] else torch.zeros_like(state[e])
+        parts = [state[e], mf, mb]
+        if act is not None:
+            parts += [act[src[e]].view(1), act[dst[e]].view(1)]
+        rows.append(torch.cat(parts))
+    out = rule.mlp(torch.stack(rows)) * rule.update_scale  # type: ignore[attr-defined]
+    return out[:, 0], out[:, 1:]
+
+
+def rotate_loop(x: Tensor, pos: float, head_dim: int, base: float) -> Tensor:
+    """RoPE of one head vector ``x [d]`` at scalar position ``pos``, pair by pair."""
+    out = x.clone()
+    for j in range(head_dim // 2):
+        theta = pos * base ** (-2.0 * j / head_dim)
+        c, s = torch.cos(torch.tensor(theta, dtype=x.dtype)), torch.sin(torch.tensor(theta, dtype=x.dtype))
+        out[2 * j] = x[2 * j] * c - x[2 * j + 1] * s
+        out[2 * j + 1] = x[2 * j] * s + x[2 * j + 1] * c
+    return out
+
+
+def reference_weight_transformer(rule: torch.nn.Module, graph: object) -> Tuple[Tensor, Tensor]:
+    """:class:`~neuralgraph.rules.WeightTransformer` evaluated edge by edge.
+
+    For every edge and head, the neighbourhood's ``d x d`` state
+    :math:`\\sum_g \\tilde k_g v_g^\\top` is built explicitly from the members
+    listed by :func:`brute_force_neighbourhoods`.
+    """
+    r = rule
+    w, h = graph.weight, graph.hidden  # type: ignore[attr-defined]
+    pos = graph.edge_pos.to(w.dtype)  # type: ignore[attr-defined]
+    state = torch.cat([w.unsqueeze(-1), h], -1)
+    n, heads, d = w.numel(), r.heads, r.head_dim  # type: ignore[attr-defined]
+    elu1 = lambda t: torch.nn.functional.elu(t) + 1  # noqa: E731
+    kf, kb, vf, vb = r.kv(state).view(n, 4, heads, d).unbind(1)  # type: ignore[operator]
+    qf, qb, u = r.qu(state).view(n, 3, heads * d).unbind(1)  # type: ignore[operator]
+    qf, qb = qf.reshape(n, heads, d), qb.reshape(n, heads, d)
+    kf, kb, qf, qb = elu1(kf), elu1(kb), elu1(qf), elu1(qb)
+    axes = r.active_axes  # type: ignore[attr-defined]
+
+    def rot(t: Tensor, e: int, hh: int) -> Tensor:
+        a = axes[hh]
+        return t if a < 0 else rotate_loop(t, float(pos[e, a]), d, r.rope_base)  # type: ignore[attr-defined]
+
+    fwd, bwd = brute_force_neighbourhoods(graph.edge_index)  # type: ignore[attr-defined]
+    att = []
+    for e in range(n):
+        per_dir = []
+        for q, k, v, members in ((qf, kf, vf, fwd[e]), (qb, kb, vb, bwd[e])):
+            heads_out = []
+            for hh in range(heads):
+                s = torch.zeros(d, d, dtype=w.dtype)
+                z = torch.zeros(d, dtype=w.dtype)
+                for g in members:
+                    s = s + torch.outer(rot(k[g, hh], g, hh), v[g, hh])
+                    z = z + k[g, hh]
+                num = rot(q[e, hh], e, hh) @ s
+                if r.normalize:  # type: ignore[attr-defined]
+                    num = num / (q[e, hh] @ z + r.eps)  # type: ignore[attr-defined]
+                heads_out.append(num)
+            per_dir.append(torch.cat(heads_out))
+        att.append(torch.cat(per_dir))
+    z_all = u + r.proj(torch.stack(att))  # type: ignore[operator]
+    z_all = z_all + r.ff(r.norm1(z_all))  # type: ignore[operator]
+    out = torch.tanh(r.head(r.norm2(z_all))) * r.update_scale  # type: ignore[operator]
+    return out[:, 0], out[:, 1:]

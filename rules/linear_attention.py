@@ -1,0 +1,242 @@
+r"""Linear attention over forward and backward neighbourhoods, and RoPE.
+
+For an edge :math:`e = (a \to b)` and its forward neighbourhood
+:math:`\mathcal{N}_f(e)` (edges leaving :math:`b`), per head:
+
+.. math::
+    S_b = \sum_{g:\,\mathrm{src}(g) = b} \tilde k_g v_g^\top, \qquad
+    z_b = \sum_{g:\,\mathrm{src}(g) = b} \phi(k_g), \qquad
+    \mathrm{out}_e = \frac{\tilde q_e^\top S_b}{\phi(q_e)^\top z_b + \epsilon}
+
+with :math:`\phi = \mathrm{elu} + 1`, :math:`\tilde q = R(p)\phi(q)` and
+:math:`\tilde k = R(p)\phi(k)` rotated by RoPE (the denominator stays
+unrotated, as in RoFormer's linear-attention variant, so it stays positive).
+The backward neighbourhood is the same with edges *entering* :math:`a`.
+``S`` and ``z`` live on nodes, so memory is ``O(|E| D + |V| D^2)``.
+
+Heads are kept side by side in one width-``D`` vector (``D = heads * d``) and a
+node state is one ``D x D`` matrix whose off-diagonal head blocks are masked to
+zero, so that on a :class:`~neuralgraph.rules.layout.DenseBlock` every sum is a
+batched matrix product over contiguous (or simply strided) memory.
+
+:func:`scatter_attention` is the straightforward PyG formulation (per-edge
+``k v^T`` scattered to nodes, the per-node state gathered back to every edge and
+contracted with ``q``); it handles irregular blocks and is the benchmark's
+reference.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, List, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch_geometric.utils import scatter
+
+from neuralgraph.rules.layout import Block, DenseBlock
+
+__all__ = [
+    "phi",
+    "rope_angles",
+    "rope_rotate",
+    "head_mask",
+    "NodeStates",
+    "chunks",
+    "accumulate",
+    "contract",
+    "neighbourhood_attention",
+    "scatter_attention",
+]
+
+Chunk = Tuple[Block, slice, slice]  # block, rows (dense) or local range (scatter), edge slice
+
+
+def phi(x: Tensor) -> Tensor:
+    """The positive feature map :math:`\\mathrm{elu}(x) + 1`."""
+    return F.elu(x) + 1.0
+
+
+def rope_angles(edge_pos: Tensor, head_axes: Sequence[int], head_dim: int, base: float,
+                dtype: torch.dtype = torch.float32) -> Tensor:
+    r"""Rotation angles ``[n, heads, head_dim / 2]``: head ``i`` rotates along axis
+    ``head_axes[i]`` (``-1`` = no rotation) with frequencies
+    :math:`\theta_j = \mathrm{base}^{-2j/d}`."""
+    j = torch.arange(head_dim // 2, device=edge_pos.device, dtype=dtype)
+    theta = base ** (-2.0 * j / head_dim)  # (d/2,)
+    axes = torch.tensor([max(a, 0) for a in head_axes], device=edge_pos.device)
+    on = torch.tensor([a >= 0 for a in head_axes], device=edge_pos.device, dtype=dtype)
+    pos = edge_pos[:, axes].to(dtype) * on  # (n, h)
+    return pos.unsqueeze(-1) * theta  # (n, h, d/2)
+
+
+def rope_rotate(x: Tensor, angles: Tensor) -> Tensor:
+    """Rotate consecutive pairs of ``x [n, ..., h, d]`` by ``angles [n, h, d/2]``.
+
+    Pair ``(x_{2j}, x_{2j+1})`` is treated as the complex number
+    ``x_{2j} + i x_{2j+1}`` and multiplied by ``exp(i angle_j)`` (one vectorised
+    complex product instead of strided real arithmetic).
+    """
+    shape = (angles.size(0),) + (1,) * (x.dim() - 3) + angles.shape[1:]
+    rot = torch.polar(torch.ones_like(angles), angles).view(shape)
+    xc = torch.view_as_complex(x.reshape(*x.shape[:-1], -1, 2))
+    return torch.view_as_real(xc * rot).flatten(-2)
+
+
+def head_mask(heads: int, head_dim: int, device: torch.device | None = None,
+              dtype: torch.dtype = torch.float32) -> Tensor:
+    """Block-diagonal ``[D, D]`` mask keeping each head's ``d x d`` block."""
+    return torch.block_diag(*[torch.ones(head_dim, head_dim, device=device, dtype=dtype)] * heads)
+
+
+class NodeStates:
+    """Per-node ``S [V, D, D]`` and ``z [V, D]`` for one neighbourhood kind."""
+
+    def __init__(self, num_nodes: int, dim: int, like: Tensor) -> None:
+        self.s = like.new_zeros(num_nodes, dim, dim)
+        self.z = like.new_zeros(num_nodes, dim)
+
+    def add(self, ids: Tensor, s: Tensor, z: Tensor, inplace: bool) -> None:
+        if inplace:
+            self.s.index_add_(0, ids, s)
+            self.z.index_add_(0, ids, z)
+        else:
+            self.s = self.s.index_add(0, ids, s)
+            self.z = self.z.index_add(0, ids, z)
+
+    def finalize(self, heads: int, head_dim: int) -> Tuple[Tensor, Tensor]:
+        """Head-masked states ``S [V, D, D]`` and normalisers ``z [V, D]``."""
+        return self.s * head_mask(heads, head_dim, self.s.device, self.s.dtype), self.z
+
+
+def chunks(blocks: Sequence[Block], chunk_size: int) -> Iterator[Chunk]:
+    """Split blocks into runs of about ``chunk_size`` edges (whole rows of dense blocks)."""
+    for b in blocks:
+        if isinstance(b, DenseBlock):
+            per_row = b.C * b.R
+            step = max(1, chunk_size // per_row)
+            for o0 in range(0, b.O, step):
+                o1 = min(b.O, o0 + step)
+                yield b, slice(o0, o1), slice(b.offset + o0 * per_row, b.offset + o1 * per_row)
+        else:
+            for s0 in range(0, b.numel, chunk_size):
+                s1 = min(b.numel, s0 + chunk_size)
+                yield b, slice(s0, s1), slice(b.offset + s0, b.offset + s1)
+
+
+def accumulate(chunk: Chunk, k_rot: Tuple[Tensor, Tensor], k: Tuple[Tensor, Tensor],
+               v: Tuple[Tensor, Tensor], fwd: NodeStates, bwd: NodeStates, inplace: bool) -> None:
+    """Add one chunk's keys/values to the node states.
+
+    ``fwd`` sums edges by *source* (forward neighbourhoods of the edges entering
+    that node), ``bwd`` by *target*.  Each tuple holds ``(forward, backward)``
+    tensors of shape ``[n, D]`` (rows may be strided).
+    """
+    b, rows, _ = chunk
+    if isinstance(b, DenseBlock):
+        o = rows.stop - rows.start
+        dim = v[0].size(-1)
+        # by source: contract over (o, r), batch over c
+        if b.R == 1:
+            s_f = torch.einsum("ocD,ocE->cDE", k_rot[0].view(o, b.C, dim), v[0].view(o, b.C, dim))
+        else:
+            s_f = torch.einsum("ocrD,ocrE->cDE", k_rot[0].view(o, b.C, b.R, dim),
+                               v[0].view(o, b.C, b.R, dim))
+        z_f = k[0].view(o, b.C, b.R, dim).sum(dim=(0, 2))
+        fwd.add(b.src, s_f, z_f, inplace)  # index_add: ids may repeat across chunks
+        # by target: contract over (c, r), batch over o
+        s_b = torch.bmm(k_rot[1].view(o, b.C * b.R, dim).transpose(1, 2), v[1].view(o, b.C * b.R, dim))
+        z_b = k[1].view(o, b.C * b.R, dim).sum(1)
+        bwd.add(b.dst[rows], s_b, z_b, inplace)
+    else:
+        fwd.add(b.src[rows], k_rot[0].unsqueeze(-1) * v[0].unsqueeze(-2), k[0], inplace)
+        bwd.add(b.dst[rows], k_rot[1].unsqueeze(-1) * v[1].unsqueeze(-2), k[1], inplace)
+
+
+def contract(chunk: Chunk, q_rot: Tuple[Tensor, Tensor], q: Tuple[Tensor, Tensor],
+             fwd: Tuple[Tensor, Tensor], bwd: Tuple[Tensor, Tensor], heads: int,
+             eps: float, normalize: bool) -> Tuple[Tensor, Tensor]:
+    """Attention outputs ``(a_f, a_b)``, each ``[n, D]``, of one chunk.
+
+    ``fwd``/``bwd`` are ``(S, z)`` from :meth:`NodeStates.finalize`.  The forward
+    output of an edge reads the state of its *target* neuron, the backward
+    output that of its *source* neuron.
+    """
+    b, rows, _ = chunk
+    dim = q[0].size(-1)
+    d = dim // heads
+    if isinstance(b, DenseBlock):
+        o, k = rows.stop - rows.start, b.C * b.R
+        tgt, src = b.dst_index(rows), b.src_index()
+        num_f = torch.bmm(q_rot[0].view(o, k, dim), fwd[0][tgt])  # (o, CR, D)
+        if b.R == 1:
+            num_b = torch.einsum("ocD,cDE->ocE", q_rot[1].view(o, b.C, dim), bwd[0][src])
+        else:
+            num_b = torch.einsum("ocrD,cDE->ocrE", q_rot[1].view(o, b.C, b.R, dim), bwd[0][src])
+        num_f, num_b = num_f.reshape(-1, dim), num_b.reshape(-1, dim)
+        if not normalize:
+            return num_f, num_b
+        den_f = (q[0].view(o, k, heads, d) * fwd[1][tgt].view(o, 1, heads, d)).sum(-1)
+        den_b = (q[1].view(o, b.C, b.R, heads, d) * bwd[1][src].view(1, b.C, 1, heads, d)).sum(-1)
+    else:
+        tgt, src = b.dst[rows], b.src[rows]
+        num_f = torch.einsum("nD,nDE->nE", q_rot[0], fwd[0][tgt])
+        num_b = torch.einsum("nD,nDE->nE", q_rot[1], bwd[0][src])
+        if not normalize:
+            return num_f, num_b
+        den_f = (q[0].view(-1, heads, d) * fwd[1][tgt].view(-1, heads, d)).sum(-1)
+        den_b = (q[1].view(-1, heads, d) * bwd[1][src].view(-1, heads, d)).sum(-1)
+    n = num_f.size(0)
+    a_f = (num_f.view(n, heads, d) / (den_f.reshape(n, heads, 1) + eps)).view(n, dim)
+    a_b = (num_b.view(n, heads, d) / (den_b.reshape(n, heads, 1) + eps)).view(n, dim)
+    return a_f, a_b
+
+
+def neighbourhood_attention(blocks: Sequence[Block], num_nodes: int, heads: int,
+                            q_rot: Tuple[Tensor, Tensor], q: Tuple[Tensor, Tensor],
+                            k_rot: Tuple[Tensor, Tensor], k: Tuple[Tensor, Tensor],
+                            v: Tuple[Tensor, Tensor], eps: float = 1e-6, normalize: bool = True,
+                            chunk_size: int = 16384) -> Tuple[Tensor, Tensor]:
+    """Forward- and backward-neighbourhood linear attention for all edges.
+
+    Every argument tuple holds ``(forward, backward)`` tensors ``[E, D]``
+    (``D = heads * d``): rotated and unrotated :math:`\\phi(q)`,
+    :math:`\\phi(k)`, and values.  Returns ``(a_f, a_b)``, each ``[E, D]``.
+    """
+    dim = v[0].size(-1)
+    fwd, bwd = NodeStates(num_nodes, dim, v[0]), NodeStates(num_nodes, dim, v[0])
+    inplace = not torch.is_grad_enabled()
+    parts = list(chunks(blocks, chunk_size))
+    for c in parts:
+        sl = c[2]
+        accumulate(c, (k_rot[0][sl], k_rot[1][sl]), (k[0][sl], k[1][sl]), (v[0][sl], v[1][sl]),
+                   fwd, bwd, inplace)
+    f_states, b_states = fwd.finalize(heads, dim // heads), bwd.finalize(heads, dim // heads)
+    outs: List[Tuple[Tensor, Tensor]] = []
+    for c in parts:
+        sl = c[2]
+        outs.append(contract(c, (q_rot[0][sl], q_rot[1][sl]), (q[0][sl], q[1][sl]), f_states, b_states,
+                             heads, eps, normalize))
+    return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
+
+
+def scatter_attention(edge_index: Tensor, num_nodes: int, heads: int, q_rot: Tensor, q: Tensor,
+                      k_rot: Tensor, k: Tensor, v: Tensor, forward: bool, eps: float = 1e-6,
+                      normalize: bool = True) -> Tensor:
+    """The straightforward PyG way, for one neighbourhood kind: ``[E, D] -> [E, D]``.
+
+    Per-edge per-head outer products ``k v^T`` are scattered to nodes (by source
+    for forward neighbourhoods, by target for backward), then each node's
+    ``[h, d, d]`` state is gathered back to every edge and contracted with ``q``.
+    """
+    n, dim = v.shape
+    d = dim // heads
+    kr, kk, vv = k_rot.view(n, heads, d), k.view(n, heads, d), v.view(n, heads, d)
+    node_of_member = edge_index[0] if forward else edge_index[1]
+    node_of_edge = edge_index[1] if forward else edge_index[0]
+    s = scatter(kr.unsqueeze(-1) * vv.unsqueeze(-2), node_of_member, 0, dim_size=num_nodes, reduce="sum")
+    num = torch.einsum("nhd,nhde->nhe", q_rot.view(n, heads, d), s[node_of_edge])
+    if normalize:
+        z = scatter(kk, node_of_member, 0, dim_size=num_nodes, reduce="sum")
+        num = num / ((q.view(n, heads, d) * z[node_of_edge]).sum(-1, keepdim=True) + eps)
+    return num.reshape(n, dim)

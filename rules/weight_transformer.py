@@ -1,0 +1,221 @@
+r"""The Weight Transformer rule (Barot, "Self-Organized CNNs using MetaNCA with Attention")."""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+from torch_geometric.nn import MessagePassing
+
+from neuralgraph.positional import POSITION_AXES
+from neuralgraph.rules.base import check_hidden, register
+from neuralgraph.rules.layout import block_layout
+from neuralgraph.rules.linear_attention import (
+    Chunk,
+    NodeStates,
+    accumulate,
+    chunks,
+    contract,
+    phi,
+    rope_angles,
+    rope_rotate,
+)
+from neuralgraph.typing import RuleOutput
+
+__all__ = ["WeightTransformer"]
+
+
+
+@register("weight_transformer")
+class WeightTransformer(MessagePassing):
+    r"""The Weight Transformer local rule: linear attention over forward and
+    backward neighbourhoods with rotary position embeddings, from
+    `"Self-Organized CNNs using MetaNCA with Attention"` (Barot, Mythos Scientific).
+
+    For an edge :math:`e` with state :math:`x_e = [w_e, h_e]`:
+
+    .. math::
+        (k^f, v^f, k^b, v^b)_e = W_{kv} x_e, \qquad (q^f, q^b, u)_e = W_{qu} x_e
+
+        a^f_e = \frac{\sum_{g \in \mathcal{N}_f(e)} (R_e \phi(q^f_e))^\top
+                (R_g \phi(k^f_g))\, v^f_g}
+               {\sum_{g \in \mathcal{N}_f(e)} \phi(q^f_e)^\top \phi(k^f_g) + \epsilon}
+        \quad\text{(per head; } a^b_e \text{ likewise over } \mathcal{N}_b(e))
+
+        z_e = u_e + W_o [a^f_e, a^b_e], \qquad
+        z_e \leftarrow z_e + \mathrm{FF}(\mathrm{LN}(z_e))
+
+        (\Delta w_e, \Delta h_e) = s \tanh\big(\mathrm{MLP}(\mathrm{LN}(z_e))\big)
+
+    with :math:`\phi = \mathrm{elu} + 1` and :math:`R_e` the RoPE rotation of
+    head :math:`i` by edge :math:`e`'s position along axis ``head_axes[i]``
+    (layer, backward neuron, forward neuron, kernel row, kernel column).  The
+    neighbourhood sums are node-level states (see
+    :mod:`neuralgraph.rules.linear_attention`), computed block-wise as batched
+    matrix products and in chunks of edges, so memory stays ``O(|E|)``.  The
+    head's last layer is zero-initialised: a fresh rule is the identity update.
+
+    Args:
+        hidden_dim (int): hidden-state width :math:`H`. (default: ``16``)
+        heads (int, optional): attention heads. (default: ``5``, one per axis)
+        head_dim (int, optional): width of each head (even). (default: ``4``)
+        ff_dim (int, optional): feed-forward width. (default: ``32``)
+        head_width (int, optional): output MLP width. (default: ``32``)
+        rope (bool or sequence of bool, optional): RoPE on/off, globally or per
+            axis of :data:`~neuralgraph.positional.POSITION_AXES`. (default: ``True``)
+        head_axes (sequence of int, optional): the axis each head rotates along.
+            (default: head ``i`` -> axis ``i % 5``)
+        rope_base (float, optional): RoPE frequency base. (default: ``100.0``)
+        normalize (bool, optional): divide by :math:`\phi(q)^\top z`.
+            (default: ``True``)
+        update_scale (float, optional): :math:`s`. (default: ``0.1``)
+        chunk_size (int, optional): edges processed at once. (default: ``16384``)
+        checkpointing (bool, optional): recompute chunk activations in the
+            backward pass (activation checkpointing). (default: ``False``)
+
+    Shapes:
+        - **input:** graph (or Batch) with ``weight`` :math:`(|E|)`, ``hidden``
+          :math:`(|E|, H)`, ``edge_pos`` :math:`(|E|, 5)`
+        - **output:** ``dw`` :math:`(|E|)`, ``dh`` :math:`(|E|, H)`
+    """
+
+    def __init__(self, hidden_dim: int = 16, heads: int = 5, head_dim: int = 4, ff_dim: int = 32,
+                 head_width: int = 32, rope: bool | Sequence[bool] = True,
+                 head_axes: Optional[Sequence[int]] = None, rope_base: float = 100.0,
+                 normalize: bool = True, update_scale: float = 0.1, chunk_size: int = 16384,
+                 checkpointing: bool = False, eps: float = 1e-6) -> None:
+        super().__init__(aggr="sum", node_dim=0)
+        if head_dim % 2:
+            raise ValueError(f"head_dim must be even for RoPE, got {head_dim}")
+        self.hidden_dim = hidden_dim
+        self.heads = heads
+        self.head_dim = head_dim
+        self.ff_dim = ff_dim
+        self.head_width = head_width
+        axes_on = [bool(rope)] * len(POSITION_AXES) if isinstance(rope, bool) else [bool(r) for r in rope]
+        if len(axes_on) != len(POSITION_AXES):
+            raise ValueError(f"rope needs one flag per axis {POSITION_AXES}, got {len(axes_on)}")
+        self.rope = tuple(axes_on)
+        self.head_axes = tuple(head_axes) if head_axes is not None else tuple(
+            i % len(POSITION_AXES) for i in range(heads))
+        if len(self.head_axes) != heads:
+            raise ValueError(f"head_axes needs {heads} entries, got {len(self.head_axes)}")
+        self.rope_base = rope_base
+        self.normalize = normalize
+        self.update_scale = update_scale
+        self.chunk_size = chunk_size
+        self.checkpointing = checkpointing
+        self.eps = eps
+        d_in, dim = 1 + hidden_dim, heads * head_dim
+        self.dim = dim
+        self.kv = nn.Linear(d_in, 4 * dim)
+        self.qu = nn.Linear(d_in, 3 * dim)
+        self.proj = nn.Linear(2 * dim, dim)
+        self.norm1 = nn.LayerNorm(dim)
+        self.ff = nn.Sequential(nn.Linear(dim, ff_dim), nn.GELU(), nn.Linear(ff_dim, dim))
+        self.norm2 = nn.LayerNorm(dim)
+        self.out = nn.Linear(head_width, d_in)
+        self.head = nn.Sequential(nn.Linear(dim, head_width), nn.GELU(), self.out)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        for m in (self.kv, self.qu, self.proj, self.norm1, self.norm2, self.ff[0], self.ff[2],
+                  self.head[0]):
+            m.reset_parameters()
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    # ------------------------------------------------------------------------------
+    @property
+    def active_axes(self) -> Tuple[int, ...]:
+        """Per head, the rotation axis or ``-1`` when that axis' RoPE is off."""
+        return tuple(a if self.rope[a] else -1 for a in self.head_axes)
+
+    def _state(self, graph: object, sl: slice) -> Tensor:
+        w, h = graph.weight[sl], graph.hidden[sl]  # type: ignore[attr-defined]
+        return torch.cat([w.unsqueeze(-1), h], dim=-1)  # (n, 1+H)
+
+    def _phi_rot(self, graph: object, sl: slice, x: Tensor) -> Tuple[Tensor, Tensor]:
+        """``phi`` of a ``[n, 2D]`` (forward | backward) query/key, unrotated and rotated."""
+        px = phi(x)  # (n, 2D)
+        axes = self.active_axes
+        if all(a < 0 for a in axes):
+            return px, px
+        ang = rope_angles(graph.edge_pos[sl], axes, self.head_dim, self.rope_base, x.dtype)  # type: ignore
+        n = px.size(0)
+        rot = rope_rotate(px.view(n, 2, self.heads, self.head_dim), ang).view(n, 2 * self.dim)
+        return px, rot
+
+    def _keys(self, graph: object, chunk: Chunk, fwd: NodeStates, bwd: NodeStates) -> None:
+        """Pass 1 for one chunk: add its keys and values to the node states."""
+        sl, dim = chunk[2], self.dim
+        kv = self.kv(self._state(graph, sl))  # (n, 4D): k_f | k_b | v_f | v_b
+        k, k_rot = self._phi_rot(graph, sl, kv[:, :2 * dim])
+        accumulate(chunk, (k_rot[:, :dim], k_rot[:, dim:]), (k[:, :dim], k[:, dim:]),
+                   (kv[:, 2 * dim:3 * dim], kv[:, 3 * dim:]), fwd, bwd, not torch.is_grad_enabled())
+
+    def _keys_ckpt(self, graph: object, chunk: Chunk) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        n = self._num_nodes
+        fwd = NodeStates(n, self.dim, graph.weight)  # type: ignore[attr-defined]
+        bwd = NodeStates(n, self.dim, graph.weight)  # type: ignore[attr-defined]
+        self._keys(graph, chunk, fwd, bwd)
+        return fwd.s, fwd.z, bwd.s, bwd.z
+
+    def _update(self, graph: object, chunk: Chunk, s_f: Tensor, z_f: Tensor, s_b: Tensor,
+                z_b: Tensor) -> Tensor:
+        """Pass 2 for one chunk: attention, residual block and head -> ``[n, 1+H]``."""
+        sl, dim = chunk[2], self.dim
+        qu = self.qu(self._state(graph, sl))  # (n, 3D): q_f | q_b | u
+        q, q_rot = self._phi_rot(graph, sl, qu[:, :2 * dim])
+        a_f, a_b = contract(chunk, (q_rot[:, :dim], q_rot[:, dim:]), (q[:, :dim], q[:, dim:]),
+                            (s_f, z_f), (s_b, z_b), self.heads, self.eps, self.normalize)
+        w = self.proj.weight  # (D, 2D)
+        z = torch.addmm(qu[:, 2 * dim:] + self.proj.bias, a_f, w[:, :dim].t())
+        z = torch.addmm(z, a_b, w[:, dim:].t())
+        z = z + self.ff(self.norm1(z))
+        out = self.head(self.norm2(z))
+        if torch.is_grad_enabled():
+            return torch.tanh(out) * self.update_scale
+        # tanh(x) = 2 sigmoid(2x) - 1: sigmoid is several times faster than tanh on CPU
+        s = self.update_scale
+        return torch.sigmoid(out.mul_(2.0)).mul_(2.0 * s).sub_(s)
+
+    def forward(self, graph: object, x: Optional[Tensor] = None) -> RuleOutput:
+        if x is not None:
+            raise ValueError("WeightTransformer is not data-conditioned; call it without x")
+        check_hidden(graph, self.hidden_dim, self.__class__.__name__)
+        if getattr(graph, "edge_pos", None) is None:
+            raise ValueError("WeightTransformer needs graph.edge_pos [E, 5] for RoPE")
+        blocks = block_layout(graph)
+        num_nodes = graph.num_nodes  # type: ignore[attr-defined]
+        weight = graph.weight  # type: ignore[attr-defined]
+        fwd, bwd = NodeStates(num_nodes, self.dim, weight), NodeStates(num_nodes, self.dim, weight)
+        grad = torch.is_grad_enabled()
+        ckpt = self.checkpointing and grad
+        parts = list(chunks(blocks, self.chunk_size))
+        self._num_nodes = num_nodes
+        for c in parts:  # pass 1: node states
+            if ckpt:
+                sf, zf, sb, zb = checkpoint(self._keys_ckpt, graph, c, use_reentrant=False)
+                fwd.s, fwd.z, bwd.s, bwd.z = fwd.s + sf, fwd.z + zf, bwd.s + sb, bwd.z + zb
+            else:
+                self._keys(graph, c, fwd, bwd)
+        s_f, z_f = fwd.finalize(self.heads, self.head_dim)
+        s_b, z_b = bwd.finalize(self.heads, self.head_dim)
+        if grad:  # pass 2: per-edge updates
+            outs: List[Tensor] = [
+                checkpoint(self._update, graph, c, s_f, z_f, s_b, z_b, use_reentrant=False)
+                if ckpt else self._update(graph, c, s_f, z_f, s_b, z_b) for c in parts]
+            out = torch.cat(outs) if len(outs) > 1 else outs[0]
+            return out[:, 0], out[:, 1:]
+        out = weight.new_empty(weight.numel(), 1 + self.hidden_dim)
+        for c in parts:
+            out[c[2]] = self._update(graph, c, s_f, z_f, s_b, z_b)
+        return out[:, 0], out[:, 1:]
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}({self.hidden_dim}, heads={self.heads}, "
+                f"head_dim={self.head_dim}, rope={all(self.rope) if len(set(self.rope)) == 1 else self.rope})")
