@@ -1,0 +1,195 @@
+"""WeightTransformer against its per-edge reference; RoPE; equivariance; autograd."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import neuralgraph as ng
+from neuralgraph.reference import reference_weight_transformer, rotate_loop
+from neuralgraph.rules import WeightTransformer
+from neuralgraph.rules.layout import DenseBlock, ScatterBlock, block_layout
+from neuralgraph.rules.linear_attention import (
+    neighbourhood_attention,
+    phi,
+    rope_angles,
+    rope_rotate,
+    scatter_attention,
+)
+from neuralgraph.testing import node_permutation, permute_hidden, random_cnn, random_mlp
+from tests.rules.helpers import small_batch, small_graph
+from tests.rules.smoke import smoketest_rule
+
+
+def _random_rule(**kw: object) -> WeightTransformer:
+    kw.setdefault("chunk_size", 29)
+    rule = WeightTransformer(4, ff_dim=8, head_width=8, **kw).double()
+    torch.manual_seed(0)
+    for p in rule.parameters():
+        nn.init.normal_(p, std=0.3)
+    return rule
+
+
+def test_smoke_and_repr() -> None:
+    graph, _ = small_graph(2)
+    smoketest_rule(WeightTransformer(4, ff_dim=8, head_width=8).double(), graph,
+                   "WeightTransformer(4, heads=5, head_dim=4, rope=True)")
+    rule = WeightTransformer(4, rope=(True, False, False, True, True))
+    assert str(rule) == ("WeightTransformer(4, heads=5, head_dim=4, "
+                         "rope=(True, False, False, True, True))")
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("normalize", [True, False])
+def test_matches_reference(seed: int, normalize: bool) -> None:
+    graph, _ = small_graph(seed, limit=250)
+    rule = _random_rule(normalize=normalize)
+    graph.hidden = graph.hidden.clone().requires_grad_(True)
+    dw, dh = rule(graph)
+    rw, rh = reference_weight_transformer(rule, graph)
+    torch.testing.assert_close(dw, rw, atol=1e-10, rtol=1e-8)
+    torch.testing.assert_close(dh, rh, atol=1e-10, rtol=1e-8)
+    params = list(rule.parameters()) + [graph.hidden]
+    got = torch.autograd.grad(dw.sin().sum() + dh.square().sum(), params, allow_unused=True,
+                              materialize_grads=True)
+    want = torch.autograd.grad(rw.sin().sum() + rh.square().sum(), params, allow_unused=True,
+                               materialize_grads=True)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-7)
+    with torch.no_grad():
+        nw, nh = rule(graph)
+    torch.testing.assert_close(nw, rw, atol=1e-10, rtol=1e-8)
+    torch.testing.assert_close(nh, rh, atol=1e-10, rtol=1e-8)
+
+
+def test_layout_is_dense_for_linear_and_conv() -> None:
+    model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.Flatten(), nn.Linear(3 * 4, 5))
+    graph = ng.to_neural_graph(model.eval(), input_shape=(2, 4, 4))
+    kinds = [type(b).__name__ for b in block_layout(graph)]
+    # conv W, conv b, BN gamma (diagonal: scatter), BN beta, linear W (after flatten), linear b
+    assert kinds == ["DenseBlock", "DenseBlock", "ScatterBlock", "DenseBlock", "DenseBlock", "DenseBlock"]
+    conv, lin = block_layout(graph)[0], block_layout(graph)[4]
+    assert isinstance(conv, DenseBlock) and (conv.O, conv.C, conv.R) == (3, 2, 9)
+    assert isinstance(lin, DenseBlock) and (lin.O, lin.C, lin.R) == (5, 3, 4)
+    assert isinstance(block_layout(graph)[2], ScatterBlock)
+
+
+def test_batched_equals_unbatched() -> None:
+    batch = small_batch((1, 2, 4))
+    rule = _random_rule()
+    dw, dh = rule(batch)
+    offset = 0
+    for g in batch.to_data_list():
+        gw, gh = rule(g)
+        n = g.num_edges
+        torch.testing.assert_close(dw[offset:offset + n], gw)
+        torch.testing.assert_close(dh[offset:offset + n], gh)
+        offset += n
+
+
+def test_rope_matches_loop() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(7, 3, 6, dtype=torch.float64)
+    pos = torch.randint(0, 50, (7, 5))
+    axes = (0, 2, -1)
+    ang = rope_angles(pos, axes, 6, 100.0, torch.float64)
+    got = rope_rotate(x, ang)
+    for e in range(7):
+        for h, a in enumerate(axes):
+            want = x[e, h] if a < 0 else rotate_loop(x[e, h], float(pos[e, a]), 6, 100.0)
+            torch.testing.assert_close(got[e, h], want)
+    # rotations preserve norms and relative positions: <R(p)q, R(p')k> depends on p - p' only
+    q, k = torch.randn(1, 1, 6, dtype=torch.float64), torch.randn(1, 1, 6, dtype=torch.float64)
+    def score(p: int, p2: int) -> torch.Tensor:
+        a = rope_angles(torch.tensor([[p] * 5]), (0,), 6, 100.0, torch.float64)
+        b = rope_angles(torch.tensor([[p2] * 5]), (0,), 6, 100.0, torch.float64)
+        return (rope_rotate(q, a) * rope_rotate(k, b)).sum()
+    torch.testing.assert_close(score(3, 1), score(10, 8))
+
+
+def test_block_attention_matches_scatter_reference() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 9, 6), nn.Tanh(),
+                          nn.Linear(6, 4))
+    graph = ng.to_neural_graph(model.double(), input_shape=(2, 5, 5))
+    e, heads, d = graph.num_edges, 3, 4
+    q, k, v = (phi(torch.randn(e, heads * d, dtype=torch.float64)) for _ in range(3))
+    ang = rope_angles(graph.edge_pos, (0, 1, 2), d, 100.0, torch.float64)
+    qr, kr = (rope_rotate(t.view(e, heads, d), ang).view(e, -1) for t in (q, k))
+    a_f, a_b = neighbourhood_attention(block_layout(graph), graph.num_nodes, heads, (qr, qr), (q, q),
+                                       (kr, kr), (k, k), (v, v), chunk_size=50)
+    ref_f = scatter_attention(graph.edge_index, graph.num_nodes, heads, qr, q, kr, k, v, forward=True)
+    ref_b = scatter_attention(graph.edge_index, graph.num_nodes, heads, qr, q, kr, k, v, forward=False)
+    torch.testing.assert_close(a_f, ref_f)
+    torch.testing.assert_close(a_b, ref_b)
+
+
+def _edge_map(g0: ng.NeuralGraph, g1: ng.NeuralGraph, mapping: torch.Tensor) -> torch.Tensor:
+    """For each edge of g1 (permuted model), the matching edge id of g0."""
+    def keys(g: ng.NeuralGraph, m: torch.Tensor) -> list:
+        s, t = m[g.edge_index[0]].tolist(), m[g.edge_index[1]].tolist()
+        p = g.edge_pos.tolist()
+        return [(a, b, r[0], r[3], r[4]) for a, b, r in zip(s, t, p)]
+    index = {k: i for i, k in enumerate(keys(g0, torch.arange(g0.num_nodes)))}
+    return torch.tensor([index[k] for k in keys(g1, mapping)])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_permutation_equivariance(seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    model, shape = random_mlp(g) if seed % 2 else random_cnn(g, max_channels=3)
+    model = model.double()
+    permuted, perms = permute_hidden(model, g)
+    g0 = ng.to_neural_graph(model, hidden_dim=4, input_shape=shape)
+    g1 = ng.to_neural_graph(permuted, hidden_dim=4, input_shape=shape)
+    g0.hidden = torch.randn(g0.hidden.shape, generator=g, dtype=torch.float64)
+    idx = _edge_map(g0, g1, node_permutation(g0, perms))
+    assert torch.equal(g1.weight, g0.weight[idx])
+    g1.hidden = g0.hidden[idx]
+    rule = _random_rule(rope=(True, False, False, True, True))
+    dw0, dh0 = rule(g0)
+    dw1, dh1 = rule(g1)
+    torch.testing.assert_close(dw1, dw0[idx])
+    torch.testing.assert_close(dh1, dh0[idx])
+    moved = [p for p in perms if p is not None and not torch.equal(p, torch.arange(p.numel()))]
+    if moved:  # with the neuron axes on, equivariance is (deliberately) broken
+        rule_on = _random_rule()
+        assert not torch.allclose(rule_on(g1)[0], rule_on(g0)[0][idx])
+
+
+def test_edge_order_invariance() -> None:
+    graph, _ = small_graph(2, limit=300)
+    rule = _random_rule()
+    dw, dh = rule(graph)
+    perm = torch.randperm(graph.num_edges, generator=torch.Generator().manual_seed(1))
+    shuffled = ng.NeuralGraph(edge_index=graph.edge_index[:, perm], weight=graph.weight[perm],
+                              hidden=graph.hidden[perm], edge_pos=graph.edge_pos[perm],
+                              num_nodes=graph.num_nodes)
+    sw, sh = rule(shuffled)
+    torch.testing.assert_close(sw, dw[perm])
+    torch.testing.assert_close(sh, dh[perm])
+
+
+def test_checkpointing_gives_same_gradients() -> None:
+    graph, _ = small_graph(5, limit=300)
+    grads = []
+    for ckpt in (False, True):
+        rule = _random_rule(checkpointing=ckpt)
+        g = graph
+        for _ in range(3):  # backprop through several rule steps
+            g = ng.step(g, rule, fire_rate=1.0)
+        loss = g.weight.square().sum() + g.hidden.sin().sum()
+        grads.append(torch.autograd.grad(loss, list(rule.parameters())))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)
+
+
+def test_errors() -> None:
+    graph, _ = small_graph(1)
+    with pytest.raises(ValueError, match="head_dim must be even"):
+        WeightTransformer(4, head_dim=3)
+    with pytest.raises(ValueError, match="one flag per axis"):
+        WeightTransformer(4, rope=(True, False))
+    with pytest.raises(ValueError, match="not data-conditioned"):
+        WeightTransformer(4).double()(graph, torch.zeros(1))
