@@ -97,6 +97,8 @@ def _slot_sizes(graph: object) -> List[List[int]]:
 
 def _dense(edge_index: Tensor, offset: int, rows: int, row_len: int) -> Block:
     n = rows * row_len
+    if n == 0:
+        return ScatterBlock(offset, 0, edge_index[0, :0], edge_index[1, :0])
     src = edge_index[0, offset:offset + n].view(rows, row_len)
     dst = edge_index[1, offset:offset + n].view(rows, row_len)
     first = src[0]
@@ -114,11 +116,33 @@ def _dense(edge_index: Tensor, offset: int, rows: int, row_len: int) -> Block:
     return ScatterBlock(offset, n, edge_index[0, offset:offset + n], edge_index[1, offset:offset + n])
 
 
-def block_layout(graph: object) -> List[Block]:
-    """The (cached) block layout of a graph or batch; see the module docstring."""
+def _merge_small(blocks: List[Block], edge_index: Tensor, min_dense: int) -> List[Block]:
+    """Turn dense blocks under ``min_dense`` edges into scatter blocks and merge neighbouring
+    scatter blocks: many tiny blocks (biases, small layers) cost more in per-op overhead than
+    the dense path saves."""
+    out: List[Block] = []
+    for b in blocks:
+        if isinstance(b, DenseBlock) and b.numel < min_dense:
+            sl = slice(b.offset, b.offset + b.numel)
+            b = ScatterBlock(b.offset, b.numel, edge_index[0, sl], edge_index[1, sl])
+        if isinstance(b, ScatterBlock) and out and isinstance(out[-1], ScatterBlock) \
+                and out[-1].offset + out[-1].numel == b.offset:
+            prev = out.pop()
+            b = ScatterBlock(prev.offset, prev.numel + b.numel, torch.cat([prev.src, b.src]),
+                             torch.cat([prev.dst, b.dst]))
+        out.append(b)
+    return out
+
+
+def block_layout(graph: object, min_dense: int = 4096) -> List[Block]:
+    """The (cached) block layout of a graph or batch; see the module docstring.
+
+    Dense blocks smaller than ``min_dense`` edges are handled as (merged) scatter
+    blocks.
+    """
     edge_index = graph.edge_index  # type: ignore[attr-defined]
     cached = graph.__dict__.get("_layout_cache")
-    if cached is not None and cached[0] is edge_index:
+    if cached is not None and cached[0] is edge_index and cached[2] == min_dense:
         return cached[1]
     blocks: List[Block] = []
     sizes = _slot_sizes(graph)
@@ -131,5 +155,6 @@ def block_layout(graph: object) -> List[Block]:
                 offset += rows * row_len
     else:
         blocks.append(ScatterBlock(0, num_edges, edge_index[0], edge_index[1]))
-    graph.__dict__["_layout_cache"] = (edge_index, blocks)
+    blocks = _merge_small(blocks, edge_index, min_dense)
+    graph.__dict__["_layout_cache"] = (edge_index, blocks, min_dense)
     return blocks

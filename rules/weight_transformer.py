@@ -74,6 +74,8 @@ class WeightTransformer(MessagePassing):
         chunk_size (int, optional): edges processed at once. (default: ``16384``)
         checkpointing (bool, optional): recompute chunk activations in the
             backward pass (activation checkpointing). (default: ``False``)
+        min_dense (int, optional): parameter tensors with fewer edges use the
+            scatter path (less per-op overhead on small graphs). (default: ``4096``)
 
     Shapes:
         - **input:** graph (or Batch) with ``weight`` :math:`(|E|)`, ``hidden``
@@ -85,7 +87,7 @@ class WeightTransformer(MessagePassing):
                  head_width: int = 32, rope: bool | Sequence[bool] = True,
                  head_axes: Optional[Sequence[int]] = None, rope_base: float = 100.0,
                  normalize: bool = True, update_scale: float = 0.1, chunk_size: int = 16384,
-                 checkpointing: bool = False, eps: float = 1e-6) -> None:
+                 checkpointing: bool = False, eps: float = 1e-6, min_dense: int = 4096) -> None:
         super().__init__(aggr="sum", node_dim=0)
         if head_dim % 2:
             raise ValueError(f"head_dim must be even for RoPE, got {head_dim}")
@@ -107,6 +109,7 @@ class WeightTransformer(MessagePassing):
         self.update_scale = update_scale
         self.chunk_size = chunk_size
         self.checkpointing = checkpointing
+        self.min_dense = min_dense
         self.eps = eps
         d_in, dim = 1 + hidden_dim, heads * head_dim
         self.dim = dim
@@ -189,7 +192,7 @@ class WeightTransformer(MessagePassing):
         check_hidden(graph, self.hidden_dim, self.__class__.__name__)
         if getattr(graph, "edge_pos", None) is None:
             raise ValueError("WeightTransformer needs graph.edge_pos [E, 5] for RoPE")
-        blocks = block_layout(graph)
+        blocks = block_layout(graph, self.min_dense)
         num_nodes = graph.num_nodes  # type: ignore[attr-defined]
         weight = graph.weight  # type: ignore[attr-defined]
         fwd, bwd = NodeStates(num_nodes, self.dim, weight), NodeStates(num_nodes, self.dim, weight)

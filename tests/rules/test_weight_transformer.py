@@ -24,6 +24,7 @@ from tests.rules.smoke import smoketest_rule
 
 def _random_rule(**kw: object) -> WeightTransformer:
     kw.setdefault("chunk_size", 29)
+    kw.setdefault("min_dense", 0)  # exercise the dense block path on small graphs
     rule = WeightTransformer(4, ff_dim=8, head_width=8, **kw).double()
     torch.manual_seed(0)
     for p in rule.parameters():
@@ -41,10 +42,10 @@ def test_smoke_and_repr() -> None:
 
 
 @pytest.mark.parametrize("seed", range(6))
-@pytest.mark.parametrize("normalize", [True, False])
-def test_matches_reference(seed: int, normalize: bool) -> None:
+@pytest.mark.parametrize("normalize, min_dense", [(True, 0), (False, 0), (True, 10 ** 9)])
+def test_matches_reference(seed: int, normalize: bool, min_dense: int) -> None:
     graph, _ = small_graph(seed, limit=250)
-    rule = _random_rule(normalize=normalize)
+    rule = _random_rule(normalize=normalize, min_dense=min_dense)
     graph.hidden = graph.hidden.clone().requires_grad_(True)
     dw, dh = rule(graph)
     rw, rh = reference_weight_transformer(rule, graph)
@@ -66,13 +67,18 @@ def test_matches_reference(seed: int, normalize: bool) -> None:
 def test_layout_is_dense_for_linear_and_conv() -> None:
     model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.Flatten(), nn.Linear(3 * 4, 5))
     graph = ng.to_neural_graph(model.eval(), input_shape=(2, 4, 4))
-    kinds = [type(b).__name__ for b in block_layout(graph)]
+    blocks = block_layout(graph, min_dense=0)
+    kinds = [type(b).__name__ for b in blocks]
     # conv W, conv b, BN gamma (diagonal: scatter), BN beta, linear W (after flatten), linear b
     assert kinds == ["DenseBlock", "DenseBlock", "ScatterBlock", "DenseBlock", "DenseBlock", "DenseBlock"]
-    conv, lin = block_layout(graph)[0], block_layout(graph)[4]
+    conv, lin = blocks[0], blocks[4]
     assert isinstance(conv, DenseBlock) and (conv.O, conv.C, conv.R) == (3, 2, 9)
     assert isinstance(lin, DenseBlock) and (lin.O, lin.C, lin.R) == (5, 3, 4)
-    assert isinstance(block_layout(graph)[2], ScatterBlock)
+    assert isinstance(blocks[2], ScatterBlock)
+    # small blocks are merged into one scatter block covering every edge
+    merged = block_layout(graph, min_dense=100)
+    assert [type(b).__name__ for b in merged] == ["ScatterBlock"]
+    assert merged[0].numel == graph.num_edges
 
 
 def test_batched_equals_unbatched() -> None:
@@ -117,7 +123,9 @@ def test_block_attention_matches_scatter_reference() -> None:
     q, k, v = (phi(torch.randn(e, heads * d, dtype=torch.float64)) for _ in range(3))
     ang = rope_angles(graph.edge_pos, (0, 1, 2), d, 100.0, torch.float64)
     qr, kr = (rope_rotate(t.view(e, heads, d), ang).view(e, -1) for t in (q, k))
-    a_f, a_b = neighbourhood_attention(block_layout(graph), graph.num_nodes, heads, (qr, qr), (q, q),
+    blocks = block_layout(graph, min_dense=0)
+    assert any(isinstance(b, DenseBlock) for b in blocks)
+    a_f, a_b = neighbourhood_attention(blocks, graph.num_nodes, heads, (qr, qr), (q, q),
                                        (kr, kr), (k, k), (v, v), chunk_size=50)
     ref_f = scatter_attention(graph.edge_index, graph.num_nodes, heads, qr, q, kr, k, v, forward=True)
     ref_b = scatter_attention(graph.edge_index, graph.num_nodes, heads, qr, q, kr, k, v, forward=False)

@@ -1,0 +1,197 @@
+"""One rule step on a 2.38M-edge MLP graph (784-1024-1024-512-10, hidden 16).
+
+For the Weight Transformer and MLPRule (documented default configs): seconds per
+step without and with gradients, FLOP rate, fraction of this machine's plain
+sgemm FLOP rate (measured in the same run) and peak memory.  For the
+neighbourhood attention alone: our block-wise aggregation against the
+straightforward PyG scatter/gather formulation, outputs checked equal.
+
+    python benchmarks/rule_step.py --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+from typing import Any, Dict, List
+
+import torch
+from torch import nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import PeakMemory, dump, machine, peak_rss_delta_mb, sgemm_gflops, timeit  # noqa: E402
+
+import neuralgraph as ng  # noqa: E402
+from neuralgraph.rules import MLPRule, WeightTransformer  # noqa: E402
+from neuralgraph.rules.layout import block_layout  # noqa: E402
+from neuralgraph.rules.linear_attention import (  # noqa: E402
+    neighbourhood_attention,
+    phi,
+    rope_angles,
+    rope_rotate,
+    scatter_attention,
+)
+
+
+def wt_flops_per_edge(r: WeightTransformer) -> int:
+    """Multiply-adds x 2 of one WeightTransformer edge update (as documented)."""
+    d_in, dim, h, d = 1 + r.hidden_dim, r.dim, r.heads, r.head_dim
+    proj = 2 * d_in * 4 * dim + 2 * d_in * 3 * dim + 2 * 2 * dim * dim
+    attention = 2 * (2 * h * d * d) + 2 * (2 * h * d * d + 2 * dim)  # states + contraction, 2 dirs
+    mlps = 2 * 2 * dim * r.ff_dim + 2 * dim * r.head_width + 2 * r.head_width * d_in
+    return proj + attention + mlps
+
+
+def mlp_flops_per_edge(r: MLPRule) -> int:
+    layers = [m for m in r.mlp if isinstance(m, nn.Linear)]
+    return sum(2 * m.in_features * m.out_features for m in layers)
+
+
+def make_graph(widths: List[int], hidden: int) -> ng.NeuralGraph:
+    torch.manual_seed(0)
+    layers: List[nn.Module] = []
+    for a, b in zip(widths[:-1], widths[1:]):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    return ng.to_neural_graph(nn.Sequential(*layers[:-1]), hidden_dim=hidden)
+
+
+def make_rule(name: str, hidden: int) -> nn.Module:
+    rule = WeightTransformer(hidden) if name == "wt" else MLPRule(hidden)
+    nn.init.normal_(rule.out.weight, std=0.1)  # non-trivial outputs (a fresh rule is the identity)
+    return rule
+
+
+def fwd_bwd(rule: nn.Module, graph: ng.NeuralGraph) -> None:
+    dw, dh = rule(graph)
+    (dw.sum() + dh.sum()).backward()
+
+
+def measure_memory(name: str, grad: bool, widths: List[int], hidden: int) -> None:
+    """Child-process entry: print the peak extra RSS (MB) of one rule step."""
+    graph = make_graph(widths, hidden)
+    rule = make_rule(name, hidden)
+    block_layout(graph)  # cached structure, not per-step work
+    if grad:
+        graph.weight = graph.weight.clone().requires_grad_(True)
+    gc.collect()
+    with PeakMemory() as mem:
+        if grad:
+            fwd_bwd(rule, graph)
+        else:
+            with torch.no_grad():
+                rule(graph)
+    print(round(mem.mb, 1))
+
+
+def bench_rule(name: str, graph: ng.NeuralGraph, widths: List[int], peak: float,
+               repeat: int) -> Dict[str, Any]:
+    rule = make_rule(name, graph.hidden_dim)
+    flops = wt_flops_per_edge(rule) if name == "wt" else mlp_flops_per_edge(rule)
+    with torch.no_grad():
+        t, times = timeit(lambda: rule(graph), repeat=repeat, warmup=1)
+    w = graph.weight
+    graph.weight = w.clone().requires_grad_(True)
+    t_grad, times_grad = timeit(lambda: fwd_bwd(rule, graph), repeat=max(1, repeat - 1), warmup=1)
+    graph.weight = w
+    script = os.path.abspath(__file__)
+    common = ["--widths", *map(str, widths), "--hidden", str(graph.hidden_dim)]
+    mem = peak_rss_delta_mb(script, "--memory-of", name, *common)
+    mem_grad = peak_rss_delta_mb(script, "--memory-of", name, "--grad", *common)
+    edge_state_mb = graph.num_edges * (1 + graph.hidden_dim) * 4 / 2 ** 20
+    total = flops * graph.num_edges
+    return {
+        "rule": repr(rule),
+        "seconds_per_step": round(t, 4),
+        "seconds_per_step_grad": round(t_grad, 4),
+        "gflop_per_step": round(total / 1e9, 2),
+        "gflops_per_s": round(total / t / 1e9, 2),
+        "fraction_of_peak": round(total / t / 1e9 / peak, 3),
+        "peak_mem_mb": mem,
+        "peak_mem_over_edge_state": round(mem / edge_state_mb, 2),
+        "peak_mem_mb_grad": mem_grad,
+        "times": [round(x, 4) for x in times],
+        "times_grad": [round(x, 4) for x in times_grad],
+    }
+
+
+def bench_attention(graph: ng.NeuralGraph, heads: int, head_dim: int, repeat: int) -> Dict[str, Any]:
+    e, dim = graph.num_edges, heads * head_dim
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (phi(torch.randn(e, 2 * dim, generator=gen)) for _ in range(3))
+    ang = rope_angles(graph.edge_pos, tuple(i % 5 for i in range(heads)), head_dim, 100.0)
+    qr = rope_rotate(q.view(e, 2, heads, head_dim), ang).view(e, 2 * dim)
+    kr = rope_rotate(k.view(e, 2, heads, head_dim), ang).view(e, 2 * dim)
+    blocks = block_layout(graph)
+    f, b = slice(0, dim), slice(dim, 2 * dim)
+
+    def ours() -> Any:
+        return neighbourhood_attention(blocks, graph.num_nodes, heads, (qr[:, f], qr[:, b]), (q[:, f], q[:, b]),
+                                       (kr[:, f], kr[:, b]), (k[:, f], k[:, b]), (v[:, f], v[:, b]))
+
+    def reference() -> Any:
+        a_f = scatter_attention(graph.edge_index, graph.num_nodes, heads, qr[:, f].contiguous(),
+                                q[:, f].contiguous(), kr[:, f].contiguous(), k[:, f].contiguous(),
+                                v[:, f].contiguous(), forward=True)
+        a_b = scatter_attention(graph.edge_index, graph.num_nodes, heads, qr[:, b].contiguous(),
+                                q[:, b].contiguous(), kr[:, b].contiguous(), k[:, b].contiguous(),
+                                v[:, b].contiguous(), forward=False)
+        return a_f, a_b
+
+    with torch.no_grad():
+        t_ours, _ = timeit(ours, repeat=repeat)
+        t_ref, _ = timeit(reference, repeat=max(1, repeat - 1))
+        mine, ref = ours(), reference()
+    err = max(float((mine[i] - ref[i]).abs().max()) for i in range(2))
+    scale = max(float(ref[i].abs().max()) for i in range(2))
+    return {
+        "heads": heads,
+        "head_dim": head_dim,
+        "attention_seconds": round(t_ours, 4),
+        "reference_attention_seconds": round(t_ref, 4),
+        "attention_speedup": round(t_ref / t_ours, 2),
+        "max_abs_diff": err,
+        "outputs_equal": err <= 1e-4 * max(scale, 1.0),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--json", action="store_true", help="print JSON (default anyway)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--widths", type=int, nargs="+", default=[784, 1024, 1024, 512, 10])
+    parser.add_argument("--hidden", type=int, default=16)
+    parser.add_argument("--memory-of", choices=["wt", "mlp"], help=argparse.SUPPRESS)
+    parser.add_argument("--grad", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_of:
+        measure_memory(args.memory_of, args.grad, args.widths, args.hidden)
+        return
+    graph = make_graph(args.widths, args.hidden)
+    peak = sgemm_gflops()
+    wt = make_rule("wt", args.hidden)
+    result: Dict[str, Any] = {
+        "benchmark": "rule_step",
+        "graph": f"MLP {'-'.join(map(str, args.widths))}",
+        "edges": graph.num_edges,
+        "hidden_dim": args.hidden,
+        "edge_state_mb": round(graph.num_edges * (1 + args.hidden) * 4 / 2 ** 20, 1),
+        "sgemm_gflops": round(peak, 1),
+        "weight_transformer": bench_rule("wt", graph, args.widths, peak, args.repeat),
+        "mlp_rule": bench_rule("mlp", graph, args.widths, peak, args.repeat),
+        "attention": bench_attention(graph, wt.heads, wt.head_dim, args.repeat),
+        "torch_scatter": "not installed (optional extra: pip install -e .[scatter])",
+        "machine": machine(),
+    }
+    try:
+        import torch_scatter  # noqa: F401
+
+        result["torch_scatter"] = "installed: PyG's scatter uses it automatically in the reference path"
+    except ImportError:
+        pass
+    dump(result)
+
+
+if __name__ == "__main__":
+    main()
