@@ -89,6 +89,7 @@ def machine() -> Dict[str, Any]:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "load_average_1m": round(os.getloadavg()[0], 2),  # other jobs on the machine skew timings
     }
 
 

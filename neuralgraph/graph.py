@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, List, Optional
 
-import torch
 from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 

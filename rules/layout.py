@@ -30,7 +30,7 @@ class DenseBlock:
     """Edges ``offset .. offset + O*C*R`` form ``[O, C, R]``; ``src [C]``, ``dst [O]`` node ids."""
 
     offset: int
-    O: int
+    O: int  # noqa: E741 (rows: output neurons)
     C: int
     R: int
     src: Tensor

@@ -31,10 +31,9 @@ from typing import Iterator, List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+from neuralgraph.rules.layout import Block, DenseBlock
 from torch import Tensor
 from torch_geometric.utils import scatter
-
-from neuralgraph.rules.layout import Block, DenseBlock
 
 __all__ = [
     "phi",

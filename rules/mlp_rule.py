@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import List, Optional
 
 import torch
+from neuralgraph.rules.base import check_hidden, register
 from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 
-from neuralgraph.rules.base import check_hidden, register
 from neuralgraph.typing import RuleOutput
 
 __all__ = ["MLPRule"]

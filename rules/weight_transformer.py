@@ -5,11 +5,6 @@ from __future__ import annotations
 from typing import List, Optional, Sequence, Tuple
 
 import torch
-from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
-from torch_geometric.nn import MessagePassing
-
-from neuralgraph.positional import POSITION_AXES
 from neuralgraph.rules.base import check_hidden, register
 from neuralgraph.rules.layout import block_layout
 from neuralgraph.rules.linear_attention import (
@@ -22,6 +17,11 @@ from neuralgraph.rules.linear_attention import (
     rope_angles,
     rope_rotate,
 )
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+from torch_geometric.nn import MessagePassing
+
+from neuralgraph.positional import POSITION_AXES
 from neuralgraph.typing import RuleOutput
 
 __all__ = ["WeightTransformer"]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from neuralgraph.rules import MLPRule
 from torch import nn
 
 import neuralgraph as ng
 from neuralgraph.reference import reference_mlp_rule
-from neuralgraph.rules import MLPRule
 from tests.rules.helpers import small_batch, small_graph
 from tests.rules.smoke import smoketest_rule
 
