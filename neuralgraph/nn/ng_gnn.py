@@ -3,7 +3,7 @@ r"""NG-GNN: PNA-style message passing over neural graphs (Kofinas et al., 2024).
 from __future__ import annotations
 
 import math
-from typing import Any, List, Sequence
+from typing import Any, List, Sequence, cast
 
 import torch
 from torch import Tensor, nn
@@ -121,9 +121,9 @@ class _NGGNNLayer(nn.Module):
             if m is not None:
                 m.reset_parameters()
         for seq in (self.node_mlp, self.edge_mlp or ()):
-            for m in seq:
-                if isinstance(m, nn.Linear):
-                    m.reset_parameters()
+            for lin in seq:
+                if isinstance(lin, nn.Linear):
+                    lin.reset_parameters()
 
     def forward(self, x: Tensor, e: Tensor, edge_index: Tensor) -> tuple[Tensor, Tensor]:
         h = self.node_norm(x)
@@ -194,7 +194,7 @@ class NGGNN(nn.Module):
     def reset_parameters(self) -> None:
         self.inputs.reset_parameters()
         for layer in self.layers:
-            layer.reset_parameters()
+            cast(Any, layer).reset_parameters()
         self.readout.reset_parameters()
 
     def node_embeddings(self, graph: Any) -> tuple[Tensor, Tensor]:

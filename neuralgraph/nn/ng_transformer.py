@@ -3,7 +3,7 @@ r"""NG-T: a relational transformer over the neurons of a neural graph (Kofinas e
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import torch
 import torch.nn.functional as F
@@ -115,9 +115,9 @@ class _NGTLayer(nn.Module):
             m.reset_parameters()
         nn.init.normal_(self.direction.weight, std=0.5)
         for seq in (self.ffn, self.edge_mlp or ()):
-            for m in seq:
-                if isinstance(m, nn.Linear):
-                    m.reset_parameters()
+            for lin in seq:
+                if isinstance(lin, nn.Linear):
+                    lin.reset_parameters()
 
     def forward(self, x: Tensor, e: Tensor, edge_index: Tensor) -> tuple[Tensor, Tensor]:
         # attend over incoming (forward) and outgoing (backward) edges at once
@@ -184,7 +184,7 @@ class NGTransformer(nn.Module):
     def reset_parameters(self) -> None:
         self.inputs.reset_parameters()
         for layer in self.layers:
-            layer.reset_parameters()
+            cast(Any, layer).reset_parameters()
         self.norm.reset_parameters()
         self.readout.reset_parameters()
 

@@ -157,10 +157,12 @@ def split_by_holdout(specs: Sequence[Any], holdout: str, val_fraction: float, se
     return sorted(rest[n_val:]), sorted(rest[:n_val]), test
 
 
-def kendall_tau(pred: Sequence[float], true: Sequence[float]) -> float:
+def kendall_tau(pred: Sequence[float] | np.ndarray, true: Sequence[float] | np.ndarray) -> float:
     """Kendall's :math:`\\tau_b` (scipy)."""
     from scipy.stats import kendalltau
 
+    if len(pred) < 2:
+        return float("nan")
     return float(kendalltau(np.asarray(pred), np.asarray(true)).statistic)
 
 
