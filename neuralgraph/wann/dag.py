@@ -2,7 +2,7 @@ r"""Weight agnostic neural graphs: arbitrary DAGs with per-node activations and 
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Union
 
 import networkx as nx
 import numpy as np
@@ -13,6 +13,9 @@ from torch_geometric.data import Data
 from neuralgraph.errors import NeuralGraphError
 from neuralgraph.graph import NODE_ROLES
 from neuralgraph.wann.activations import WANN_ACTIVATIONS, activation_code
+
+if TYPE_CHECKING:  # pragma: no cover
+    from neuralgraph.wann.module import WANNModule
 
 __all__ = ["WANNGraph", "INPUT", "HIDDEN", "OUTPUT", "BIAS"]
 
@@ -178,7 +181,7 @@ class WANNGraph(Data):
         out = evaluate([self], x, w.reshape(-1))[0]  # (W, B, O)
         return out[0] if w.dim() == 0 else out
 
-    def to_module(self, weight: float = 1.0) -> "torch.nn.Module":
+    def to_module(self, weight: float = 1.0) -> "WANNModule":
         """An :class:`~neuralgraph.wann.WANNModule` with one trainable weight per enabled edge, all ``weight``."""
         from neuralgraph.wann.module import WANNModule
 

@@ -81,11 +81,11 @@ class WANNModule(nn.Module):
             raise ValueError(f"WANNModule expects input [B, {self.num_inputs}], got {tuple(x.shape)}")
         vals = torch.cat([x, x.new_ones(x.size(0), 1)], dim=1)  # (B, I + 1 + done)
         for i, (s, e, groups) in enumerate(self.levels):
-            edge, src, dst = (getattr(self, f"{k}_{i}") for k in ("edge", "src", "dst"))
+            edge, src, dst = (self.get_buffer(f"{k}_{i}") for k in ("edge", "src", "dst"))
             msg = vals[:, src] * self.weight[edge].to(x.dtype)  # (B, E_d)
             pre = x.new_zeros(x.size(0), e - s).index_add(1, dst, msg)
             vals = torch.cat([vals] + [apply_activation(a, pre[:, gs:ge]) for a, gs, ge in groups], dim=1)
-        return vals[:, self.out_cols]
+        return vals[:, self.get_buffer("out_cols")]
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.num_inputs}, {self.num_outputs}, hidden={self.num_hidden}, "

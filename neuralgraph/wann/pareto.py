@@ -22,7 +22,7 @@ def nondominated_fronts(objs: np.ndarray) -> List[np.ndarray]:
         raise ValueError(f"objectives must be [P, K], got shape {objs.shape}")
     ge = (objs[:, None, :] >= objs[None, :, :]).all(-1)
     gt = (objs[:, None, :] > objs[None, :, :]).any(-1)
-    dom = ge & gt  # dom[a, b]: a dominates b
+    dom = np.asarray(ge & gt)  # dom[a, b]: a dominates b
     n_dom = dom.sum(0)  # how many dominate each
     fronts, left = [], np.ones(objs.shape[0], dtype=bool)
     while left.any():

@@ -88,7 +88,7 @@ def train_weights(graph: WANNGraph, x: Tensor, y: Tensor, init_weight: float = 1
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * idx.numel()
+            total += float(loss.detach()) * idx.numel()
         log["loss"].append(total / x.size(0))
         if x_val is not None and y_val is not None:
             acc = module_accuracy(module, x_val, y_val)

@@ -149,7 +149,7 @@ class CartPoleSwingUp:
         - **state:** ``[N, 4]``, **obs:** ``[N, 5]``, **action:** ``[N]``
     """
 
-    g, m_c, m_p, l, force_mag, dt, b, x_threshold = 9.82, 0.5, 0.5, 0.6, 10.0, 0.01, 0.1, 2.4
+    g, m_c, m_p, length, force_mag, dt, b, x_threshold = 9.82, 0.5, 0.5, 0.6, 10.0, 0.01, 0.1, 2.4
 
     def __init__(self, num_envs: int, generator: Optional[torch.Generator] = None,
                  device: str = "cpu", dtype: torch.dtype = torch.float32, noise: float = 0.2) -> None:
@@ -173,11 +173,11 @@ class CartPoleSwingUp:
         u = torch.nan_to_num(action, nan=0.0).clamp(-1.0, 1.0) * self.force_mag
         x, x_dot, th, th_dot = self.state.unbind(-1)
         s, c = torch.sin(th), torch.cos(th)
-        total_m, m_p_l = self.m_p + self.m_c, self.m_p * self.l
+        total_m, m_p_l = self.m_p + self.m_c, self.m_p * self.length
         xdd = (-2 * m_p_l * th_dot ** 2 * s + 3 * self.m_p * self.g * s * c + 4 * u - 4 * self.b * x_dot) / (
             4 * total_m - 3 * self.m_p * c ** 2)
         thdd = (-3 * m_p_l * th_dot ** 2 * s * c + 6 * total_m * self.g * s + 6 * (u - self.b * x_dot) * c) / (
-            4 * self.l * total_m - 3 * m_p_l * c ** 2)
+            4 * self.length * total_m - 3 * m_p_l * c ** 2)
         new = torch.stack([x + x_dot * self.dt, x_dot + xdd * self.dt, th + th_dot * self.dt,
                            th_dot + thdd * self.dt], dim=-1)
         self.state = torch.where(self.alive.unsqueeze(-1), new, self.state)

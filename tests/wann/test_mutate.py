@@ -13,7 +13,7 @@ def _all_edges_dag(g: WANNGraph) -> bool:
 
 def test_mutations_keep_dags_acyclic():
     rng = np.random.default_rng(0)
-    for trial in range(6):
+    for _ in range(6):
         g = WANNGraph.minimal(4, 2, 0.3, rng=rng)
         for _ in range(60):
             g = mutate(g, rng, (0.5, 0.2, 0.2, 0.1))
