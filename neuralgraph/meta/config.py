@@ -1,0 +1,240 @@
+"""Typed configuration of a meta-training run, loadable from YAML or JSON.
+
+Example (``examples/iris.yaml``)::
+
+    name: iris
+    rule: {name: mlp, kwargs: {hidden_dim: 16, width: 64, depth: 2}}
+    data: {name: iris, batch_size: 0}
+    arch: {train: ["4-8-3", "4-8-8-8-3"]}
+    train: {meta_steps: 300, steps_min: 1, steps_max: 20}
+
+Unknown keys raise a ``ValueError`` naming the section and key, so typos never
+silently fall back to defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Type, TypeVar
+
+__all__ = ["RuleConfig", "DataConfig", "ArchConfig", "GrowConfig", "TrainConfig", "MetaConfig"]
+
+T = TypeVar("T")
+
+
+@dataclass
+class RuleConfig:
+    """Which rule to meta-train: a registered name or ``"pkg.mod:Class"``, plus its kwargs."""
+
+    name: str = "mlp"
+    kwargs: Dict[str, Any] = field(default_factory=lambda: {"hidden_dim": 16})
+
+
+@dataclass
+class DataConfig:
+    """The task: ``iris``, ``digits``, ``mnist`` or ``fashion-mnist``.
+
+    ``batch_size = 0`` means full batch.  ``flatten`` feeds images to MLPs as
+    vectors (``False`` keeps ``[1, 28, 28]`` for CNNs).
+    """
+
+    name: str = "iris"
+    root: Optional[str] = None
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    split_seed: int = 0
+    batch_size: int = 0
+    eval_batch_size: int = 2000
+    flatten: bool = True
+
+
+@dataclass
+class ArchConfig:
+    """Training architectures and the evaluation grid.
+
+    ``train``: architecture specs (``"4-8-3"``, ``"cnn:m=1,k=3,h=100"``).
+    ``grid_x`` / ``grid_y``: hidden widths of the ``[in, X, Y, out]`` grid
+    evaluated by ``neuralgraph eval``.
+    """
+
+    train: List[str] = field(default_factory=lambda: ["4-8-3"])
+    activation: str = "relu"
+    grid_x: List[int] = field(default_factory=list)
+    grid_y: List[int] = field(default_factory=list)
+
+
+@dataclass
+class GrowConfig:
+    """How a network starts and is grown.
+
+    Args:
+        hidden_dim: hidden-state width ``H`` (must match the rule's).
+        hidden_init: position code kind (``sinusoidal``, ``binary``, ``zeros``).
+        code_base: longest wavelength of the sinusoidal position code.
+        input_grid: ``[rows, cols]``: encode a dense first layer's input
+            neuron ``j`` by its pixel ``(j // cols, j % cols)`` in the code's
+            kernel-row/column axes (images fed to MLPs).
+        weight_init: ``zeros`` or ``normal`` (std ``weight_std``).
+        fire_rate: probability that an edge is updated in a step.
+        fan_in_scaling: the network uses ``weight / sqrt(fan_in)`` (rule
+            weights in fan-in-normalised units, see ``GraphFactory``).
+    """
+
+    hidden_dim: int = 16
+    hidden_init: str = "sinusoidal"
+    code_base: float = 1000.0
+    input_grid: Optional[List[int]] = None
+    weight_init: str = "zeros"
+    weight_std: float = 0.0
+    fire_rate: float = 0.8
+    fan_in_scaling: bool = False
+
+
+@dataclass
+class TrainConfig:
+    """Meta-optimisation settings.
+
+    The number of rule steps per meta-step grows linearly from ``steps_min`` to
+    ``steps_max`` over the first ``curriculum_fraction`` of the meta-steps, then
+    is drawn uniformly from ``[steps_max - steps_jitter, steps_max]``.
+    ``loss_steps``: average the loss over the last few rule steps (stability).
+    ``archs_per_step``: architectures grown per meta-step and rank, drawn at
+    random from this rank's share (``0`` = all of them).
+    ``out_init_std``: if > 0, re-initialise the rule's last ``nn.Linear`` with
+    ``N(0, out_init_std)`` instead of zeros, so growth does not start at the
+    all-zero-weights saddle (where a ReLU network has no weight gradients).
+    ``pool_size``: sample-pool slots per architecture (``0`` = no pooling).
+    ``zero_out_prob``: probability of zeroing out a pooled starting state.
+    """
+
+    meta_steps: int = 200
+    lr: float = 1e-3
+    lr_final_fraction: float = 0.1
+    weight_decay: float = 0.0
+    steps_min: int = 1
+    steps_max: int = 10
+    steps_jitter: int = 0
+    curriculum_fraction: float = 0.5
+    checkpoint_chunk: int = 5
+    clip_norm: float = 1.0
+    loss_steps: int = 1
+    out_init_std: float = 0.0
+    archs_per_step: int = 0
+    pool_size: int = 0
+    pool_fresh_prob: float = 0.25
+    zero_out_prob: float = 0.0
+    zero_out_fraction: float = 0.3
+    explode_factor: float = 10.0
+    seed: int = 0
+    threads: int = 1
+    log_every: int = 10
+    ckpt_every: int = 50
+    eval_every: int = 0
+    out_dir: str = "runs/meta"
+    progress: bool = True
+
+
+@dataclass
+class MetaConfig:
+    """A whole meta-training run."""
+
+    name: str = "meta"
+    rule: RuleConfig = field(default_factory=RuleConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    arch: ArchConfig = field(default_factory=ArchConfig)
+    grow: GrowConfig = field(default_factory=GrowConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    # ------------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "MetaConfig":
+        if not isinstance(d, dict):
+            raise ValueError(f"config must be a mapping, got {type(d).__name__}")
+        kinds = {f.name: f for f in dataclasses.fields(cls)}
+        kw: Dict[str, Any] = {}
+        for key, val in d.items():
+            if key not in kinds:
+                raise ValueError(f"unknown config section {key!r}; expected one of {sorted(kinds)}")
+            if key == "name":
+                kw[key] = str(val)
+            else:
+                kw[key] = _build(_SECTIONS[key], val or {}, key)
+        cfg = cls(**kw)
+        cfg.check()
+        return cfg
+
+    @classmethod
+    def from_file(cls, path: str | Path, overrides: Optional[List[str]] = None,
+                  quick: bool = False) -> "MetaConfig":
+        """Load YAML (``.yaml``/``.yml``) or JSON; ``overrides`` like ``train.meta_steps=5``.
+
+        A top-level ``quick`` mapping (``{"train.meta_steps": 3, ...}``) holds the
+        seconds-long test setting of an example; it is applied when ``quick``.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} does not exist")
+        text = path.read_text()
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            d = yaml.safe_load(text) or {}
+        else:
+            d = json.loads(text)
+        quick_set = d.pop("quick", None) or {}
+        if quick:
+            for key, val in quick_set.items():
+                apply_override(d, f"{key}={json.dumps(val)}")
+        for ov in overrides or []:
+            apply_override(d, ov)
+        return cls.from_dict(d)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def check(self) -> None:
+        t, g = self.train, self.grow
+        if not self.arch.train:
+            raise ValueError("arch.train must list at least one training architecture")
+        if not 1 <= t.steps_min <= t.steps_max:
+            raise ValueError(f"need 1 <= train.steps_min <= train.steps_max, got {t.steps_min}, {t.steps_max}")
+        if not 0.0 < g.fire_rate <= 1.0:
+            raise ValueError(f"grow.fire_rate must lie in (0, 1], got {g.fire_rate}")
+        if g.weight_init not in ("zeros", "normal"):
+            raise ValueError(f"grow.weight_init must be 'zeros' or 'normal', got {g.weight_init!r}")
+        hd = self.rule.kwargs.get("hidden_dim")
+        if hd is not None and int(hd) != g.hidden_dim:
+            raise ValueError(f"rule.kwargs.hidden_dim={hd} differs from grow.hidden_dim={g.hidden_dim}")
+        if t.checkpoint_chunk < 1 or t.loss_steps < 1:
+            raise ValueError("train.checkpoint_chunk and train.loss_steps must be >= 1")
+
+
+def _build(cls: Type[T], d: Dict[str, Any], section: str) -> T:
+    if not isinstance(d, dict):
+        raise ValueError(f"config section {section!r} must be a mapping, got {d!r}")
+    names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    for key in d:
+        if key not in names:
+            raise ValueError(f"unknown key {section}.{key}; expected one of {sorted(names)}")
+    return cls(**d)
+
+
+_SECTIONS = {"rule": RuleConfig, "data": DataConfig, "arch": ArchConfig, "grow": GrowConfig,
+             "train": TrainConfig}
+
+
+def apply_override(d: Dict[str, Any], override: str) -> None:
+    """Apply ``"section.key=value"`` (value parsed as YAML) to a config dict in place."""
+    import yaml
+
+    key, sep, val = override.partition("=")
+    if not sep or "." not in key:
+        raise ValueError(f"override must look like section.key=value, got {override!r}")
+    parts = key.split(".")
+    node = d
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = yaml.safe_load(val)

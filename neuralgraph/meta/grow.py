@@ -1,0 +1,229 @@
+r"""Growing networks with a rule: initial states, differentiable unrolls, accuracy.
+
+A *state* is the pair ``(weight [E], hidden [E, H])``; the graph structure
+(``edge_index``, positions, architecture) lives in a template
+:class:`~neuralgraph.NeuralGraph` built once per architecture.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from neuralgraph.convert import to_neural_graph
+from neuralgraph.datasets.architectures import arch_name, build_arch
+from neuralgraph.graph import NeuralGraph
+from neuralgraph.positional import position_code
+from neuralgraph.rules.base import step
+
+__all__ = ["State", "GraphFactory", "unroll", "logits", "accuracy", "grow_trajectory"]
+
+State = Tuple[Tensor, Tensor]
+
+
+class GraphFactory:
+    """Builds (and caches) template graphs and fresh initial states for architecture specs.
+
+    Args:
+        hidden_dim (int): hidden-state width ``H``.
+        hidden_init (str): position-code kind.
+        code_base (float): longest sinusoid wavelength of the code.
+        input_grid (list of int, optional): ``[rows, cols]`` of the image fed
+            to an MLP: its first layer's input neuron ``j`` is coded by pixel
+            ``(j // cols, j % cols)`` (kernel row/column axes of the code).
+        weight_init (str): ``"zeros"`` or ``"normal"``.
+        weight_std (float): std of ``"normal"`` initial weights.
+        activation (str): MLP activation.
+        input_shape (tuple, optional): per-sample input shape (CNNs).
+        fan_in_scaling (bool): the network uses ``weight * gain`` with
+            ``gain = 1 / sqrt(fan_in)`` of each weight edge's target neuron
+            (biases: 1), so the rule works in fan-in-normalised units and the
+            same weight values suit layers of any width ("equalised learning
+            rate").  :meth:`network_weight` applies it; saved modules hold the
+            scaled values.
+    """
+
+    def __init__(self, hidden_dim: int = 16, hidden_init: str = "sinusoidal", code_base: float = 1000.0,
+                 input_grid: Optional[Sequence[int]] = None, weight_init: str = "zeros",
+                 weight_std: float = 0.0, activation: str = "relu",
+                 input_shape: Optional[Tuple[int, ...]] = None, fan_in_scaling: bool = False) -> None:
+        self.fan_in_scaling = fan_in_scaling
+        self._gains: Dict[str, Tensor] = {}
+        self.hidden_dim = hidden_dim
+        self.hidden_init = hidden_init
+        self.code_base = code_base
+        self.input_grid = list(input_grid) if input_grid else None
+        self.weight_init = weight_init
+        self.weight_std = weight_std
+        self.activation = activation
+        self.input_shape = input_shape
+        self._templates: Dict[str, NeuralGraph] = {}
+
+    def template(self, spec: str | Sequence[int]) -> NeuralGraph:
+        """The cached template graph of ``spec`` (weights as in its initial state)."""
+        key = arch_name(spec)
+        if key not in self._templates:
+            model = build_arch(key, self.activation)
+            shape = self.input_shape if key.startswith("cnn") else None
+            graph = to_neural_graph(model, hidden_dim=self.hidden_dim, input_shape=shape,
+                                    hidden_init="zeros")
+            graph.hidden = self.code(graph)
+            self._templates[key] = graph
+        return self._templates[key]
+
+    def gain(self, spec: str | Sequence[int]) -> Tensor:
+        """Per-edge multiplier from rule units to network weights, ``[E]``."""
+        key = arch_name(spec)
+        if key not in self._gains:
+            g = self.template(key)
+            if not self.fan_in_scaling:
+                self._gains[key] = torch.ones_like(g.weight)
+            else:
+                is_w = g.edge_kind == 0
+                dst = g.edge_index[1]
+                fan_in = torch.zeros(g.num_nodes, dtype=g.weight.dtype).index_add_(
+                    0, dst[is_w], torch.ones(int(is_w.sum()), dtype=g.weight.dtype))
+                gain = fan_in[dst].clamp_min(1.0).rsqrt()
+                self._gains[key] = torch.where(is_w, gain, torch.ones_like(gain))
+        return self._gains[key]
+
+    def network_weight(self, spec: str | Sequence[int], weight: Tensor) -> Tensor:
+        """The network's parameters (``weight * gain``) for a rule-space weight vector."""
+        return weight * self.gain(spec) if self.fan_in_scaling else weight
+
+    def module(self, spec: str | Sequence[int], weight: Tensor) -> nn.Module:
+        """The grown ``nn.Sequential`` (network weights written back with ``to_module``)."""
+        g = copy.copy(self.template(spec))
+        g.weight = self.network_weight(spec, weight.detach())
+        return g.to_module()
+
+    def code(self, graph: NeuralGraph) -> Tensor:
+        """Initial hidden states: the position code, ``[E, H]``."""
+        pos = graph.edge_pos.clone()
+        if self.input_grid is not None:
+            rows, cols = self.input_grid
+            first = (pos[:, 0] == 0) & (graph.edge_kind == 0) & (pos[:, 3] == 0) & (pos[:, 4] == 0)
+            j = pos[first, 1]
+            if j.numel() and int(j.max()) < rows * cols:
+                pos[first, 3] = j // cols
+                pos[first, 4] = j % cols
+                pos[first, 1] = 0
+        return position_code(pos, self.hidden_dim, self.hidden_init, base=self.code_base,
+                             dtype=graph.weight.dtype)
+
+    def fresh(self, spec: str | Sequence[int], generator: Optional[torch.Generator] = None) -> State:
+        """A new initial state ``(weight, hidden)``."""
+        g = self.template(spec)
+        if self.weight_init == "zeros" or self.weight_std == 0:
+            w = torch.zeros_like(g.weight)
+        else:
+            w = torch.randn(g.weight.shape, generator=generator, dtype=g.weight.dtype) * self.weight_std
+        return w, g.hidden.clone()
+
+    def graph(self, spec: str | Sequence[int], state: State) -> NeuralGraph:
+        """A shallow copy of the template carrying ``state``."""
+        g = copy.copy(self.template(spec))
+        g.weight, g.hidden = state
+        return g
+
+
+def _run_steps(template: NeuralGraph, rule: nn.Module, w: Tensor, h: Tensor, n: int, fire_rate: float,
+               seed: int) -> State:
+    gen = torch.Generator().manual_seed(seed)  # re-created on recomputation: same masks
+    g = copy.copy(template)
+    for _ in range(n):
+        g.weight, g.hidden = w, h
+        g = step(g, rule, fire_rate=fire_rate, generator=gen)
+        w, h = g.weight, g.hidden
+    return w, h
+
+
+def unroll(template: NeuralGraph, rule: nn.Module, state: State, steps: int, fire_rate: float,
+           seed: int, chunk: int = 5, use_checkpoint: bool = True,
+           callback: Optional[Callable[[int, State], None]] = None) -> State:
+    """Apply ``steps`` stochastic rule updates, differentiably.
+
+    The steps run in chunks of ``chunk``; with ``use_checkpoint`` (and autograd
+    on) each chunk is wrapped in :func:`torch.utils.checkpoint.checkpoint`, so
+    memory holds one chunk's activations plus the states between chunks.  The
+    fire masks come from a generator seeded by ``seed`` and the chunk start,
+    so recomputation reproduces them exactly.
+    """
+    w, h = state
+    done = 0
+    while done < steps:
+        n = min(chunk, steps - done)
+        s = seed * 100003 + done
+        if use_checkpoint and torch.is_grad_enabled():
+            w, h = checkpoint(_run_steps, template, rule, w, h, n, fire_rate, s, use_reentrant=False)
+        else:
+            w, h = _run_steps(template, rule, w, h, n, fire_rate, s)
+        done += n
+        if callback is not None:
+            callback(done, (w, h))
+    return w, h
+
+
+def logits(template: NeuralGraph, weight: Tensor, x: Tensor, batch: int = 4096) -> Tensor:
+    """Outputs of the network with weights ``weight`` on ``x`` (in batches)."""
+    if x.size(0) <= batch:
+        return template.forward(x, weight=weight)
+    return torch.cat([template.forward(x[i:i + batch], weight=weight) for i in range(0, x.size(0), batch)])
+
+
+@torch.no_grad()
+def accuracy(template: NeuralGraph, weight: Tensor, x: Tensor, y: Tensor) -> Tuple[float, float]:
+    """``(accuracy, cross-entropy)`` of the network on ``(x, y)``."""
+    out = logits(template, weight, x)
+    if not torch.isfinite(out).all():
+        return 0.0, float("nan")
+    return float((out.argmax(-1) == y).float().mean()), float(F.cross_entropy(out, y))
+
+
+@torch.no_grad()
+def grow_trajectory(factory: GraphFactory, rule: nn.Module, spec: str, steps: int, fire_rate: float,
+                    seed: int, data: Tuple[Tensor, Tensor], state: Optional[State] = None,
+                    every: int = 1, track_edges: int = 0,
+                    perturb: Optional[Callable[[int, State], State]] = None) -> Dict[str, List]:
+    """Grow ``spec`` for ``steps`` steps (no autograd), recording accuracy/loss every ``every`` steps.
+
+    Returns a dict with ``step``, ``acc``, ``loss`` lists, ``weights`` (the
+    first ``track_edges`` edges of every layer at each recorded step) and the
+    final ``state``.  ``perturb(step, state)`` may modify the state before a
+    step (zero-out experiments).
+    """
+    template = factory.template(spec)
+    gen = torch.Generator().manual_seed(seed)
+    w, h = state if state is not None else factory.fresh(spec, gen)
+    x, y = data
+    rec: Dict[str, List] = {"step": [], "acc": [], "loss": [], "weights": []}
+    layer = template.edge_pos[:, 0]
+    tracked = torch.cat([(layer == lay).nonzero().view(-1)[:track_edges]
+                         for lay in torch.unique(layer)]) if track_edges else None
+
+    def record(t: int) -> None:
+        acc, loss = accuracy(template, factory.network_weight(spec, w), x, y)
+        rec["step"].append(t)
+        rec["acc"].append(acc)
+        rec["loss"].append(loss)
+        if tracked is not None:
+            rec["weights"].append(w[tracked].tolist())
+
+    record(0)
+    g = copy.copy(template)
+    for t in range(1, steps + 1):
+        if perturb is not None:
+            w, h = perturb(t, (w, h))
+        g.weight, g.hidden = w, h
+        g = step(g, rule, fire_rate=fire_rate, generator=gen)
+        w, h = g.weight, g.hidden
+        if t % every == 0 or t == steps:
+            record(t)
+    rec["state"] = [w, h]  # type: ignore[list-item]
+    rec["tracked_layers"] = layer[tracked].tolist() if tracked is not None else []
+    return rec

@@ -1,0 +1,325 @@
+r"""The meta-trainer: learn a local rule that grows working networks.
+
+One meta-step (seed 001, BACKGROUND §3):
+
+1. ``T`` rule steps from the curriculum (``steps_min`` -> ``steps_max``);
+2. for every training architecture (this rank's share): a starting state, fresh
+   (zero or small random weights, position-code hidden states) or drawn from
+   the :class:`~neuralgraph.meta.pool.SamplePool`, optionally zero-out
+   perturbed;
+3. unroll ``T`` stochastic rule steps with gradient checkpointing over chunks;
+4. loss = cross-entropy of the grown network's *logits* on a data batch;
+   gradients reach the rule only (BPTT through all steps); per-architecture
+   gradient clipping, averaged over architectures and ranks;
+5. an Adam step, unless the loss is NaN/inf or exceeds ``explode_factor``
+   times its running mean -- then the step is rolled back (skipped, and the
+   rule/optimizer restored if the update itself produced non-finite values).
+
+All randomness comes from one seeded ``torch.Generator`` per rank, saved in
+checkpoints, so ``--resume`` continues bit-for-bit (same thread count).
+
+Testing aid: the environment variable ``NEURALGRAPH_META_STEP_DELAY`` (seconds)
+sleeps after every meta-step, so crash/resume tests can kill a run mid-way.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from neuralgraph import rules
+from neuralgraph.datasets.splits import Split, load_split
+from neuralgraph.meta import distributed as D
+from neuralgraph.meta.checkpoint import (FORMAT, VERSION, CheckpointError, atomic_save, config_diff,
+                                         load_checkpoint)
+from neuralgraph.meta.config import MetaConfig
+from neuralgraph.meta.grow import GraphFactory, accuracy, logits, unroll
+from neuralgraph.meta.perturb import zero_out
+from neuralgraph.meta.pool import SamplePool
+
+__all__ = ["MetaTrainer", "build_rule", "load_rule", "factory_from_config", "RULE_FORMAT"]
+
+RULE_FORMAT = "neuralgraph-rule"
+
+
+def build_rule(cfg: MetaConfig) -> nn.Module:
+    """Instantiate ``cfg.rule`` (registered name or ``pkg.mod:Class``) with its kwargs."""
+    cls = rules.get(cfg.rule.name)
+    kwargs = dict(cfg.rule.kwargs)
+    kwargs.setdefault("hidden_dim", cfg.grow.hidden_dim)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"cannot build rule {cfg.rule.name!r} with kwargs {kwargs}: {exc}") from exc
+
+
+def factory_from_config(cfg: MetaConfig) -> GraphFactory:
+    g = cfg.grow
+    return GraphFactory(g.hidden_dim, g.hidden_init, g.code_base, g.input_grid, g.weight_init, g.weight_std,
+                        cfg.arch.activation, None if cfg.data.flatten else (1, 28, 28), g.fan_in_scaling)
+
+
+def load_rule(path: str | Path) -> Tuple[nn.Module, MetaConfig]:
+    """A trained rule and its config from a trainer checkpoint or a ``rule.pt`` export."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"rule file {path} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001
+        raise CheckpointError(f"rule file {path} is corrupt or unreadable ({exc})") from exc
+    if not isinstance(obj, dict) or obj.get("format") not in (FORMAT, RULE_FORMAT):
+        raise CheckpointError(f"{path} is neither a meta-training checkpoint nor a rule export")
+    cfg = MetaConfig.from_dict(obj["config"])
+    rule = build_rule(cfg)
+    try:
+        rule.load_state_dict(obj["rule_state"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: rule weights do not fit {cfg.rule.name} "
+                              f"{cfg.rule.kwargs}: {exc}") from exc
+    return rule.eval(), cfg
+
+
+class MetaTrainer:
+    """Meta-trains ``cfg.rule`` on ``cfg.arch.train`` (see module docstring).
+
+    Args:
+        cfg (MetaConfig): the run.
+        split (Split, optional): data (default: ``load_split(cfg.data...)``).
+    """
+
+    def __init__(self, cfg: MetaConfig, split: Optional[Split] = None) -> None:
+        self.cfg = cfg
+        t = cfg.train
+        torch.set_num_threads(max(1, t.threads))
+        self.rank, self.world = D.rank(), D.world_size()
+        torch.manual_seed(t.seed)
+        self.rule = build_rule(cfg)
+        if t.out_init_std > 0:
+            last = [m for m in self.rule.modules() if isinstance(m, nn.Linear)][-1]
+            with torch.no_grad():
+                last.weight.normal_(0.0, t.out_init_std)
+        D.broadcast_module(self.rule)
+        self.params = [p for p in self.rule.parameters() if p.requires_grad]
+        self.opt = torch.optim.Adam(self.params, lr=t.lr, weight_decay=t.weight_decay)
+        d = cfg.data
+        self.split = split or load_split(d.name, d.val_fraction, d.test_fraction, d.split_seed, d.root,
+                                         flatten=d.flatten)
+        self.factory = factory_from_config(cfg)
+        archs = list(cfg.arch.train)
+        self.archs = archs[self.rank::self.world] if len(archs) >= self.world else archs
+        self.pool = SamplePool(t.pool_size, t.pool_fresh_prob)
+        self.gen = torch.Generator().manual_seed(t.seed * 1000003 + self.rank)
+        self.step = 0
+        self.history: List[Dict[str, Any]] = []
+        self.ema: Optional[float] = None
+        self.elapsed = 0.0
+        self.out_dir = Path(t.out_dir)
+
+    # ---------------------------------------------------------------- schedule ----
+    def num_rule_steps(self, step: int) -> int:
+        t = self.cfg.train
+        ramp = max(1, int(t.curriculum_fraction * t.meta_steps))
+        if step < ramp:
+            return t.steps_min + (t.steps_max - t.steps_min) * step // ramp
+        lo = max(t.steps_min, t.steps_max - t.steps_jitter)
+        return int(torch.randint(lo, t.steps_max + 1, (1,), generator=self.gen))
+
+    def lr_at(self, step: int) -> float:
+        t = self.cfg.train
+        frac = min(1.0, step / max(1, t.meta_steps))
+        return t.lr * (t.lr_final_fraction + (1 - t.lr_final_fraction) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+    def batch(self) -> Tuple[Tensor, Tensor]:
+        x, y = self.split.train
+        bs = self.cfg.data.batch_size
+        if bs <= 0 or bs >= x.size(0):
+            return x, y
+        idx = torch.randint(x.size(0), (bs,), generator=self.gen)
+        return x[idx], y[idx]
+
+    # ---------------------------------------------------------------- one step ----
+    def grow_loss(self, spec: str, state: Tuple[Tensor, Tensor], steps: int, seed: int,
+                  x: Tensor, y: Tensor) -> Tuple[Tensor, Tuple[Tensor, Tensor]]:
+        """Loss after growing ``spec`` from ``state`` for ``steps`` steps (differentiable)."""
+        t, g = self.cfg.train, self.cfg.grow
+        template = self.factory.template(spec)
+        extra = min(t.loss_steps, steps) - 1
+        w, h = unroll(template, self.rule, state, steps - extra, g.fire_rate, seed, t.checkpoint_chunk)
+        net = self.factory.network_weight
+        loss = F.cross_entropy(logits(template, net(spec, w), x), y)
+        for i in range(extra):
+            w, h = unroll(template, self.rule, (w, h), 1, g.fire_rate, seed + 1 + i, 1)
+            loss = loss + F.cross_entropy(logits(template, net(spec, w), x), y)
+        return loss / (extra + 1), (w, h)
+
+    def meta_step(self) -> Dict[str, Any]:
+        t = self.cfg.train
+        t0 = time.perf_counter()
+        steps = self.num_rule_steps(self.step)
+        x, y = self.batch()
+        grads = [torch.zeros_like(p) for p in self.params]
+        losses, norms = [], []
+        archs = self.archs
+        if 0 < t.archs_per_step < len(archs):
+            pick = torch.randperm(len(archs), generator=self.gen)[:t.archs_per_step]
+            archs = [archs[int(i)] for i in pick.sort()[0]]
+        for spec in archs:
+            start, slot = self.pool.draw(spec, self.gen)
+            pooled = start is not None
+            if start is None:
+                start = self.factory.fresh(spec, self.gen)
+            zeroed = bool(pooled and t.zero_out_prob > 0
+                          and float(torch.rand((), generator=self.gen)) < t.zero_out_prob)
+            if zeroed:
+                layer = self.factory.template(spec).edge_pos[:, 0]
+                start = (zero_out(start[0], layer, t.zero_out_fraction, self.gen)[0], start[1])
+            seed = int(torch.randint(2 ** 31, (1,), generator=self.gen))
+            loss, grown = self.grow_loss(spec, start, steps, seed, x, y)
+            g = torch.autograd.grad(loss, self.params, allow_unused=True)
+            g = [torch.zeros_like(p) if gi is None else gi for gi, p in zip(g, self.params)]
+            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(gi) for gi in g]))
+            scale = min(1.0, t.clip_norm / (float(norm) + 1e-6)) if t.clip_norm > 0 else 1.0
+            for acc, gi in zip(grads, g):
+                acc.add_(gi, alpha=scale / len(archs))
+            self.pool.put(spec, slot, (grown[0].detach(), grown[1].detach()))
+            losses.append(float(loss.detach()))
+            norms.append(float(norm))
+        stats = torch.tensor([sum(losses) / len(losses), sum(norms) / len(norms)])
+        D.all_reduce_mean_(grads + [stats])
+        loss_mean, norm_mean = float(stats[0]), float(stats[1])
+        finite = math.isfinite(loss_mean) and all(bool(torch.isfinite(gi).all()) for gi in grads)
+        exploded = finite and self.ema is not None and loss_mean > t.explode_factor * max(self.ema, 1e-3)
+        rolled_back = not finite or exploded
+        if not rolled_back:
+            snapshot = (copy.deepcopy(self.rule.state_dict()), copy.deepcopy(self.opt.state_dict()))
+            for p, gi in zip(self.params, grads):
+                p.grad = gi
+            for group in self.opt.param_groups:
+                group["lr"] = self.lr_at(self.step)
+            self.opt.step()
+            self.opt.zero_grad(set_to_none=True)
+            if not all(bool(torch.isfinite(p).all()) for p in self.params):
+                self.rule.load_state_dict(snapshot[0])
+                self.opt.load_state_dict(snapshot[1])
+                rolled_back = True
+            else:
+                self.ema = loss_mean if self.ema is None else 0.9 * self.ema + 0.1 * loss_mean
+        rec = {"step": self.step, "loss": loss_mean, "grad_norm": norm_mean, "rule_steps": steps,
+               "lr": self.lr_at(self.step), "rolled_back": rolled_back,
+               "seconds": time.perf_counter() - t0}
+        self.step += 1
+        return rec
+
+    # ---------------------------------------------------------------- eval -------
+    @torch.no_grad()
+    def evaluate(self, which: str = "val", steps: Optional[int] = None, seed: int = 12345) -> Dict[str, float]:
+        """Accuracy of each training architecture grown ``steps`` steps from fresh."""
+        x, y = getattr(self.split, which)
+        steps = steps or self.cfg.train.steps_max
+        out = {}
+        for spec in self.archs:
+            gen = torch.Generator().manual_seed(seed)
+            state = self.factory.fresh(spec, gen)
+            w, _ = unroll(self.factory.template(spec), self.rule, state, steps, self.cfg.grow.fire_rate,
+                          seed, chunk=steps, use_checkpoint=False)
+            out[spec] = accuracy(self.factory.template(spec), self.factory.network_weight(spec, w), x, y)[0]
+        return out
+
+    # ---------------------------------------------------------------- state ------
+    @property
+    def ckpt_path(self) -> Path:
+        return self.out_dir / "checkpoint.pt"
+
+    def state_dict(self) -> Dict[str, Any]:
+        per_rank = D.all_gather_object({"gen": self.gen.get_state(), "pool": self.pool.state_dict()})
+        return {"format": FORMAT, "version": VERSION, "config": self.cfg.to_dict(), "step": self.step,
+                "rule_class": type(self.rule).__name__, "rule_state": self.rule.state_dict(),
+                "opt_state": self.opt.state_dict(), "history": self.history, "ema": self.ema,
+                "elapsed": self.elapsed, "world_size": self.world, "per_rank": per_rank,
+                "torch_rng": torch.get_rng_state()}
+
+    def save(self, path: Optional[Path] = None) -> None:
+        state = self.state_dict()  # collective: every rank takes part
+        if self.rank == 0:
+            atomic_save(state, path or self.ckpt_path)
+        D.barrier()
+
+    def export_rule(self, path: Optional[Path] = None) -> Path:
+        path = path or self.out_dir / "rule.pt"
+        if self.rank == 0:
+            atomic_save({"format": RULE_FORMAT, "config": self.cfg.to_dict(),
+                         "rule_class": type(self.rule).__name__,
+                         "rule_state": self.rule.state_dict()}, path)
+        return path
+
+    def load(self, path: Optional[Path] = None) -> None:
+        """Restore a checkpoint written by :meth:`save` (same config, same world size)."""
+        path = Path(path or self.ckpt_path)
+        ckpt = load_checkpoint(path)
+        diff = config_diff(ckpt["config"], self.cfg.to_dict())
+        if diff:
+            raise CheckpointError(f"checkpoint {path} was written with a different config: {diff}")
+        if ckpt["world_size"] != self.world:
+            raise CheckpointError(f"checkpoint {path} was written by {ckpt['world_size']} processes, "
+                                  f"resuming with {self.world}")
+        try:
+            self.rule.load_state_dict(ckpt["rule_state"])
+            self.opt.load_state_dict(ckpt["opt_state"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"checkpoint {path} does not fit rule {self.cfg.rule.name}: {exc}") from exc
+        mine = ckpt["per_rank"][self.rank]
+        self.gen.set_state(mine["gen"])
+        self.pool.load_state_dict(mine["pool"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        self.step, self.history, self.ema = ckpt["step"], list(ckpt["history"]), ckpt["ema"]
+        self.elapsed = float(ckpt.get("elapsed", 0.0))
+
+    # ---------------------------------------------------------------- loop -------
+    def fit(self, resume: bool = False) -> List[Dict[str, Any]]:
+        """Run (or continue) meta-training up to ``train.meta_steps``; return the history."""
+        from tqdm import tqdm
+
+        t = self.cfg.train
+        if resume:
+            if self.ckpt_path.is_file():
+                self.load()
+            elif self.rank == 0:
+                print(f"no checkpoint at {self.ckpt_path}; starting from scratch")
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.rank == 0:
+            (self.out_dir / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=2))
+        bar = tqdm(total=t.meta_steps, initial=self.step, disable=not t.progress or self.rank != 0,
+                   desc=f"meta-train {self.cfg.name}", dynamic_ncols=True)
+        delay = float(os.environ.get("NEURALGRAPH_META_STEP_DELAY", "0") or 0)
+        while self.step < t.meta_steps:
+            t0 = time.perf_counter()
+            rec = self.meta_step()
+            if t.eval_every and self.step % t.eval_every == 0:
+                rec["val_acc"] = self.evaluate("val")
+            self.elapsed += time.perf_counter() - t0
+            rec["elapsed"] = self.elapsed
+            self.history.append(rec)
+            bar.update(1)
+            bar.set_postfix(loss=f"{rec['loss']:.4f}", T=rec["rule_steps"])
+            if t.log_every and self.step % t.log_every == 0 and self.rank == 0 and not t.progress:
+                print(json.dumps(rec), flush=True)
+            if t.ckpt_every and self.step % t.ckpt_every == 0:
+                self.save()
+            if delay:
+                time.sleep(delay)
+        bar.close()
+        self.save()
+        if self.rank == 0:
+            self.export_rule()
+            (self.out_dir / "history.json").write_text(json.dumps(self.history))
+        return self.history

@@ -1,0 +1,34 @@
+import json
+
+import torch
+
+from neuralgraph.cli import main
+
+from .helpers import tiny_config, write_config
+
+
+def test_meta_train_grow_eval(tmp_path, capsys):
+    out = tmp_path / "run"
+    cfg = write_config(tmp_path / "c.yaml", tiny_config(out, meta_steps=2, ckpt_every=0))
+    assert main(["meta-train", cfg, "--set", "train.meta_steps=3"]) == 0
+    assert '"meta_steps": 3' in capsys.readouterr().out
+    rule = str(out / "rule.pt")
+    assert main(["grow", "--rule", rule, "--arch", "4-6-3", "--steps", "3", "--save",
+                 str(tmp_path / "m.pt"), "--plot", str(tmp_path / "w.png"), "--json"]) == 0
+    text = capsys.readouterr().out
+    assert "4-6-3: 51 parameters" in text and (tmp_path / "w.png").stat().st_size > 0
+    model = torch.load(tmp_path / "m.pt", weights_only=False)
+    assert model(torch.zeros(2, 4)).shape == (2, 3)
+    prefix = tmp_path / "grid"
+    assert main(["eval", "--rule", rule, "--grid", "3,4:2", "--steps", "2", "--out", str(prefix)]) == 0
+    summary = json.loads((tmp_path / "grid.json").read_text())
+    assert summary["xs"] == [3, 4] and summary["ys"] == [2] and len(summary["acc"][0]) == 2
+    assert 0.0 <= summary["mean"] <= 1.0 and (tmp_path / "grid.png").is_file()
+    assert summary["train_archs"] == []  # 4-4-3 / 4-3-3-3 are not [in, X, Y, out] grids
+
+
+def test_grow_missing_rule_file(tmp_path):
+    import pytest
+
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        main(["grow", "--rule", str(tmp_path / "none.pt"), "--arch", "4-4-3"])

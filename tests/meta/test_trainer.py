@@ -1,0 +1,94 @@
+import copy
+
+import pytest
+import torch
+
+import neuralgraph as ng
+from neuralgraph.datasets import mlp
+from neuralgraph.meta import GraphFactory, MetaConfig, MetaTrainer, load_rule, unroll
+from neuralgraph.meta.grow import _run_steps
+
+from .helpers import tiny_config
+
+
+def test_checkpointed_unroll_matches_plain_gradients():
+    factory = GraphFactory(hidden_dim=4)
+    rule = ng.rules.MLPRule(4, width=8, depth=1)
+    torch.nn.init.normal_(rule.out.weight, std=0.1)
+    tmpl = factory.template("4-5-3")
+    x, y = torch.randn(7, 4), torch.randint(0, 3, (7,))
+    grads = []
+    for ckpt in (True, False):
+        rule.zero_grad()
+        w, _ = unroll(tmpl, rule, factory.fresh("4-5-3"), 5, 0.7, seed=3, chunk=2, use_checkpoint=ckpt)
+        torch.nn.functional.cross_entropy(tmpl.forward(x, weight=w), y).backward()
+        grads.append(torch.cat([p.grad.flatten() for p in rule.parameters()]))
+    assert grads[0].abs().sum() > 0
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def test_input_grid_code_uses_pixel_rows_and_cols():
+    f = GraphFactory(hidden_dim=10, input_grid=[2, 3])
+    g = f.template("6-2-2")
+    plain = GraphFactory(hidden_dim=10).template("6-2-2")
+    first = (g.edge_pos[:, 0] == 0) & (g.edge_kind == 0)
+    assert not torch.allclose(g.hidden[first], plain.hidden[first])
+    assert torch.allclose(g.hidden[~first], plain.hidden[~first])
+
+
+def test_trainer_runs_learns_and_is_deterministic(tmp_path):
+    cfg = MetaConfig.from_dict(tiny_config(tmp_path / "a", meta_steps=15, ckpt_every=0, zero_out_prob=0.0,
+                                           pool_size=0, lr=1e-2))
+    hist = MetaTrainer(cfg).fit()
+    losses = [h["loss"] for h in hist]
+    assert len(losses) == 15 and all(torch.isfinite(torch.tensor(losses)))
+    assert min(losses[-5:]) < losses[0]  # the rule learns something
+    cfg2 = copy.deepcopy(cfg)
+    cfg2.train.out_dir = str(tmp_path / "b")
+    assert [h["loss"] for h in MetaTrainer(cfg2).fit()] == losses
+    rule, cfg3 = load_rule(tmp_path / "a" / "rule.pt")
+    assert cfg3.name == "tiny" and isinstance(rule, ng.rules.MLPRule)
+
+
+def test_nan_loss_is_rolled_back(tmp_path, monkeypatch):
+    cfg = MetaConfig.from_dict(tiny_config(tmp_path, meta_steps=3, ckpt_every=0))
+    tr = MetaTrainer(cfg)
+    before = copy.deepcopy(tr.rule.state_dict())
+    real = tr.grow_loss
+
+    def nan_loss(*a, **k):
+        loss, st = real(*a, **k)
+        return loss * float("nan"), st
+
+    monkeypatch.setattr(tr, "grow_loss", nan_loss)
+    rec = tr.meta_step()
+    assert rec["rolled_back"]
+    for k, v in tr.rule.state_dict().items():
+        assert torch.equal(v, before[k])
+
+
+def test_pool_and_zero_out_paths(tmp_path):
+    cfg = MetaConfig.from_dict(tiny_config(tmp_path, meta_steps=6, ckpt_every=0, pool_size=2,
+                                           pool_fresh_prob=0.0, zero_out_prob=1.0))
+    tr = MetaTrainer(cfg)
+    tr.fit()
+    assert sum(s is not None for v in tr.pool.slots.values() for s in v) >= 2
+
+
+def test_unknown_rule_is_clear(tmp_path):
+    d = tiny_config(tmp_path)
+    d["rule"] = {"name": "nope", "kwargs": {}}
+    with pytest.raises(ValueError, match="unknown rule 'nope'"):
+        MetaTrainer(MetaConfig.from_dict(d))
+    d["rule"] = {"name": "mlp", "kwargs": {"hidden_dim": 4, "bogus": 1}}
+    with pytest.raises(ValueError, match="cannot build rule"):
+        MetaTrainer(MetaConfig.from_dict(d))
+
+
+def test_run_steps_identity_for_fresh_rule():
+    factory = GraphFactory(hidden_dim=4)
+    tmpl = factory.template("4-5-3")
+    w, h = factory.fresh("4-5-3")
+    w2, h2 = _run_steps(tmpl, ng.rules.MLPRule(4, width=8), w, h, 3, 0.5, 0)
+    assert torch.equal(w2, w) and torch.equal(h2, h)  # zero-initialised last layer
+    assert mlp([4, 5, 3])(torch.zeros(1, 4)).shape == (1, 3)
