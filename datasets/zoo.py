@@ -191,13 +191,18 @@ def _atomic_save(obj: Any, path: Path) -> None:
 
 
 def build_zoo(config: ZooConfig, resume: bool = True, progress: bool = True,
-              log: Optional[Callable[[str], None]] = None) -> Path:
+              log: Optional[Callable[[str], None]] = None, shard: Tuple[int, int] = (0, 1)) -> Path:
     """Train every network of the zoo that is not on disk yet.
 
     Writes ``<root>/config.json`` and one ``<root>/nets/<i>.pt`` per network.
     With ``resume=False`` an existing non-empty zoo folder is an error (so a
-    zoo is never silently mixed from two configs).
+    zoo is never silently mixed from two configs).  ``shard=(k, n)`` trains
+    only networks with ``i % n == k``, so ``n`` processes (one per core) can
+    build one zoo together.
     """
+    k, n_shards = shard
+    if not 0 <= k < n_shards:
+        raise ValueError(f"shard must be (k, n) with 0 <= k < n, got {shard}")
     from tqdm import tqdm
 
     root = Path(config.root)
@@ -218,7 +223,7 @@ def build_zoo(config: ZooConfig, resume: bool = True, progress: bool = True,
     tmp.write_text(json.dumps(asdict(config), indent=2))
     os.replace(tmp, cfg_file)
     torch.set_num_threads(config.num_threads)
-    todo = [i for i in range(config.num_networks) if not (nets / f"{i:05d}.pt").exists()]
+    todo = [i for i in range(k, config.num_networks, n_shards) if not (nets / f"{i:05d}.pt").exists()]
     data: Dict[str, _Data] = {}
     t0 = time.time()
     for i in tqdm(todo, desc="zoo", disable=not progress):
@@ -231,7 +236,7 @@ def build_zoo(config: ZooConfig, resume: bool = True, progress: bool = True,
                       "train_loss": loss, "seconds": time.time() - t}, nets / f"{i:05d}.pt")
     if log is not None:
         log(f"trained {len(todo)} networks in {time.time() - t0:.1f}s "
-            f"({config.num_networks - len(todo)} already done)")
+            f"(shard {k}/{n_shards}; the others were already done or belong to other shards)")
     return root
 
 

@@ -38,6 +38,8 @@ def add_parser(sub: Any) -> None:
     b.add_argument("--resume", action="store_true", help="continue an existing zoo (skip finished nets)")
     b.add_argument("--num-networks", type=int, default=None, help="override zoo.num_networks")
     b.add_argument("--root", default=None, help="override zoo.root")
+    b.add_argument("--shard", default="0/1", metavar="K/N",
+                   help="build only networks i with i %% N == K (run N processes for N cores)")
     b.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     b.set_defaults(func=run_build)
 
@@ -59,7 +61,11 @@ def run_build(args: argparse.Namespace) -> int:
         cfg.num_networks = args.num_networks
     if args.root is not None:
         cfg.root = args.root
-    build_zoo(cfg, resume=args.resume, progress=not args.no_progress, log=print)
+    try:
+        k, n = (int(v) for v in args.shard.split("/"))
+    except ValueError as exc:
+        raise ValueError(f"--shard must look like K/N (e.g. 0/2), got {args.shard!r}") from exc
+    build_zoo(cfg, resume=args.resume, progress=not args.no_progress, log=print, shard=(k, n))
     return 0
 
 

@@ -110,12 +110,14 @@ def test_predict_end_to_end(tiny_zoo: Path, tmp_path: Path) -> None:
 def test_cli_zoo_build(tmp_path: Path) -> None:
     from neuralgraph.cli import main
 
-    cfg = {"zoo": {"root": str(tmp_path / "z"), "num_networks": 2, "widths": [2], "kernel_sizes": [3],
+    cfg = {"zoo": {"root": str(tmp_path / "z"), "num_networks": 3, "widths": [2], "kernel_sizes": [3],
                    "steps": [5, 6], "test_size": 100, "datasets": ["mnist"]}}
     path = tmp_path / "zoo.json"
     path.write_text(json.dumps(cfg))
-    assert main(["zoo-build", str(path), "--no-progress"]) == 0
-    assert len(list((tmp_path / "z" / "nets").glob("*.pt"))) == 2
+    assert main(["zoo-build", str(path), "--no-progress", "--shard", "1/2"]) == 0
+    assert sorted(f.name for f in (tmp_path / "z" / "nets").glob("*.pt")) == ["00001.pt"]
+    with pytest.raises(ValueError, match="shard"):
+        main(["zoo-build", str(path), "--resume", "--shard", "2/2"])
     with pytest.raises(FileNotFoundError, match="not found"):
         main(["zoo-build", str(tmp_path / "missing.yaml")])
 
