@@ -16,9 +16,10 @@ __all__ = ["main", "build_parser", "COMMAND_MODULES"]
 
 #: Modules providing ``add_parser(subparsers)``, in ``--help`` order.
 COMMAND_MODULES = (
+    "neuralgraph.cli_demo",
     "neuralgraph.cli_info",
-    "neuralgraph.cli_meta",
     "neuralgraph.cli_wann",
+    "neuralgraph.cli_meta",
     "neuralgraph.cli_zoo",
 )
 

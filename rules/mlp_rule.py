@@ -40,6 +40,10 @@ class MLPRule(MessagePassing):
         update_scale (float, optional): scale of the output (``dw``, ``dh``).
             (default: ``1.0``)
         chunk_size (int, optional): edges processed at once. (default: ``16384``)
+        zero_init (bool, optional): zero-initialise the last layer, so a fresh
+            rule is the identity update.  ``False`` starts it small and random
+            (std ``0.01``), which lets meta-training leave the all-zero-weights
+            saddle where no gradient reaches hidden layers. (default: ``True``)
 
     Shapes:
         - **input:** graph with ``weight`` :math:`(|E|)`, ``hidden``
@@ -49,7 +53,7 @@ class MLPRule(MessagePassing):
 
     def __init__(self, hidden_dim: int = 16, width: int = 64, depth: int = 2,
                  data_conditioned: bool = False, update_scale: float = 1.0,
-                 chunk_size: int = 16384) -> None:
+                 chunk_size: int = 16384, zero_init: bool = True) -> None:
         super().__init__(aggr="mean", node_dim=0)
         self.hidden_dim = hidden_dim
         self.width = width
@@ -57,6 +61,7 @@ class MLPRule(MessagePassing):
         self.data_conditioned = data_conditioned
         self.update_scale = update_scale
         self.chunk_size = chunk_size
+        self.zero_init = zero_init
         in_dim = 3 * (1 + hidden_dim) + (2 if data_conditioned else 0)
         layers: List[nn.Module] = []
         d = in_dim
@@ -72,7 +77,10 @@ class MLPRule(MessagePassing):
         for m in self.mlp:
             if isinstance(m, nn.Linear):
                 m.reset_parameters()
-        nn.init.zeros_(self.out.weight)
+        if self.zero_init:
+            nn.init.zeros_(self.out.weight)
+        else:
+            nn.init.normal_(self.out.weight, std=0.01)
         nn.init.zeros_(self.out.bias)
 
     # MessagePassing vocabulary ------------------------------------------------------

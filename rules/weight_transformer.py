@@ -74,6 +74,9 @@ class WeightTransformer(MessagePassing):
         chunk_size (int, optional): edges processed at once. (default: ``16384``)
         checkpointing (bool, optional): recompute chunk activations in the
             backward pass (activation checkpointing). (default: ``False``)
+        zero_init (bool, optional): zero-initialise the head's last layer (a
+            fresh rule is the identity); ``False`` starts it small and random
+            (std ``0.01``) to leave the all-zero-weights saddle. (default: ``True``)
         min_dense (int, optional): parameter tensors with fewer edges use the
             scatter path (less per-op overhead on small graphs). (default: ``4096``)
 
@@ -87,7 +90,8 @@ class WeightTransformer(MessagePassing):
                  head_width: int = 32, rope: bool | Sequence[bool] = True,
                  head_axes: Optional[Sequence[int]] = None, rope_base: float = 100.0,
                  normalize: bool = True, update_scale: float = 0.1, chunk_size: int = 16384,
-                 checkpointing: bool = False, eps: float = 1e-6, min_dense: int = 4096) -> None:
+                 checkpointing: bool = False, eps: float = 1e-6, min_dense: int = 4096,
+                 zero_init: bool = True) -> None:
         super().__init__(aggr="sum", node_dim=0)
         if head_dim % 2:
             raise ValueError(f"head_dim must be even for RoPE, got {head_dim}")
@@ -110,6 +114,7 @@ class WeightTransformer(MessagePassing):
         self.chunk_size = chunk_size
         self.checkpointing = checkpointing
         self.min_dense = min_dense
+        self.zero_init = zero_init
         self.eps = eps
         d_in, dim = 1 + hidden_dim, heads * head_dim
         self.dim = dim
@@ -128,7 +133,10 @@ class WeightTransformer(MessagePassing):
         for m in (self.kv, self.qu, self.proj, self.norm1, self.norm2, self.ff[0], self.ff[2],
                   self.head[0]):
             m.reset_parameters()
-        nn.init.zeros_(self.out.weight)
+        if self.zero_init:
+            nn.init.zeros_(self.out.weight)
+        else:
+            nn.init.normal_(self.out.weight, std=0.01)
         nn.init.zeros_(self.out.bias)
 
     # ------------------------------------------------------------------------------
