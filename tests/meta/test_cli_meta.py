@@ -24,7 +24,7 @@ def test_meta_train_grow_eval(tmp_path, capsys):
     summary = json.loads((tmp_path / "grid.json").read_text())
     assert summary["xs"] == [3, 4] and summary["ys"] == [2] and len(summary["acc"][0]) == 2
     assert 0.0 <= summary["mean"] <= 1.0 and (tmp_path / "grid.png").is_file()
-    assert summary["train_archs"] == []  # 4-4-3 / 4-3-3-3 are not [in, X, Y, out] grids
+    assert summary["train_archs"] == [[3, 3]]  # 4-3-3-3 is outlined; 4-4-3 has one hidden layer
 
 
 def test_grow_missing_rule_file(tmp_path):

@@ -1,0 +1,49 @@
+"""The example scripts' ``--quick`` settings (seconds each)."""
+
+import importlib
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture()
+def examples(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    monkeypatch.syspath_prepend(str(ROOT / "examples"))
+    return lambda name: importlib.import_module(name)
+
+
+def test_iris_results_quick(examples, tmp_path, capsys):
+    assert examples("iris_results").main(["--quick", "--json", str(tmp_path / "r.json")]) == 0
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert set(res["results"]["4-8-3"]) == {"2", "3"}
+    assert 0.0 <= res["results"]["4-8-3"]["3"]["mean"] <= 1.0
+
+
+def test_stability_quick_and_metric(examples, tmp_path):
+    mod = examples("stability")
+    assert mod.stability([3.0, 2.0, 1.0, 1.05, 1.2, 1.0]) == {
+        "steps_to_min": 2, "steps_within_10pct": 1, "min_loss": 1.0, "truncated": 0}
+    assert mod.main(["--quick", "--json", str(tmp_path / "s.json"), "--plot", str(tmp_path / "s.png")]) == 0
+    res = json.loads((tmp_path / "s.json").read_text())
+    assert [v["pool_size"] for v in res["rules"].values()] == [8, 0]
+    assert (tmp_path / "s.png").is_file()
+
+
+def test_zero_out_quick(examples, tmp_path):
+    assert examples("zero_out").main(["--quick", "--json", str(tmp_path / "z.json"),
+                                      "--plot", str(tmp_path / "z.png")]) == 0
+    run = json.loads((tmp_path / "z.json").read_text())["runs"][0]
+    assert run["zeroed_layer"] in (0, 1, 2) and len(run["curve"]["acc"]) == len(run["curve"]["step"])
+
+
+def test_configs_parse():
+    from neuralgraph.meta import MetaConfig
+
+    for name in ("iris", "iris_nopool", "mnist_grid"):
+        full = MetaConfig.from_file(ROOT / "examples" / f"{name}.yaml")
+        quick = MetaConfig.from_file(ROOT / "examples" / f"{name}.yaml", quick=True)
+        assert quick.train.meta_steps < full.train.meta_steps
