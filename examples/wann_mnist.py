@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from neuralgraph.wann import DEFAULT_WEIGHTS, MNISTTask, WANNConfig, WANNGraph, WANNSearch, load_champion, load_mnist16
-from neuralgraph.wann.plot import plot_input_usage, plot_topology, plot_weight_sweep
+from neuralgraph.wann.plot import plot_history, plot_input_usage, plot_topology, plot_weight_sweep
 from neuralgraph.wann.report import (
     accuracy_by_weight,
     ensemble_predict,
@@ -58,6 +58,10 @@ def report(champ: WANNGraph, task: MNISTTask, x_test: Tensor, y_test: Tensor, ou
                       title=f"WANN champion on MNIST 16x16 ({champ.num_connections} connections)")
     if champ.num_inputs == 256:
         plot_input_usage(champ, os.path.join(out_dir, "input_usage.png"))
+    hist_path = os.path.join(out_dir, "history.json")
+    if os.path.isfile(hist_path):
+        with open(hist_path) as f:
+            plot_history(json.load(f), os.path.join(out_dir, "history.png"), title="WANN search on MNIST 16x16")
     return {"champion": repr(champ), "connections": champ.num_connections, "hidden": champ.num_hidden,
             "test_acc_per_weight": dict(zip(map(str, DEFAULT_WEIGHTS), per_weight.tolist())),
             "test_acc_random_weight_mean": rmean, "test_acc_random_weight_std": rstd, "draws": draws,

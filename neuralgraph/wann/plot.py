@@ -9,7 +9,7 @@ import numpy as np
 from neuralgraph.wann.activations import WANN_ACTIVATIONS
 from neuralgraph.wann.dag import WANNGraph
 
-__all__ = ["plot_topology", "plot_weight_sweep", "plot_input_usage"]
+__all__ = ["plot_topology", "plot_weight_sweep", "plot_input_usage", "plot_history"]
 
 
 def _plt():  # type: ignore[no-untyped-def]
@@ -93,6 +93,29 @@ def plot_input_usage(graph: WANNGraph, path: str, side: int = 16) -> str:
     fig.colorbar(im, ax=ax, fraction=0.046)
     ax.set_title("enabled edges per input pixel")
     ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_history(history: Sequence[Dict[str, float]], path: str, title: str = "WANN search") -> str:
+    """Best mean / max fitness and connections of the best network per generation."""
+    plt = _plt()
+    gen = [h["generation"] for h in history]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(gen, [h["mean_fit_best"] for h in history], label="best mean fitness (over weights)")
+    ax.plot(gen, [h["max_fit_best"] for h in history], label="best max fitness", alpha=0.7)
+    ax.set_xlabel("generation")
+    ax.set_ylabel("fitness")
+    ax2 = ax.twinx()
+    ax2.plot(gen, [h["connections_best"] for h in history], color="C2", alpha=0.5, label="connections (best)")
+    ax2.set_ylabel("connections")
+    lines = ax.get_legend_handles_labels()
+    lines2 = ax2.get_legend_handles_labels()
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=8, loc="lower right")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

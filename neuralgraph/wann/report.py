@@ -2,7 +2,7 @@ r"""Evaluating a WANN classification champion: single, random, ensemble, tuned a
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -11,8 +11,11 @@ from neuralgraph.wann.dag import WANNGraph
 from neuralgraph.wann.evaluate import compile_population, run_plan
 from neuralgraph.wann.module import WANNModule
 
+if TYPE_CHECKING:  # pragma: no cover
+    from neuralgraph.wann.tasks import CartPoleTask
+
 __all__ = ["logits_by_weight", "accuracy_by_weight", "ensemble_predict", "random_weight_accuracy",
-           "tune_shared_weight", "train_weights", "module_accuracy"]
+           "tune_shared_weight", "train_weights", "module_accuracy", "control_report"]
 
 
 @torch.no_grad()
@@ -99,3 +102,25 @@ def train_weights(graph: WANNGraph, x: Tensor, y: Tensor, init_weight: float = 1
         with torch.no_grad():
             module.weight.copy_(best[1])
     return module, log
+
+
+@torch.no_grad()
+def control_report(graph: WANNGraph, task: "CartPoleTask", trials: int = 100, seed: int = 0,
+                   grid: Optional[Sequence[float]] = None) -> Dict[str, float]:
+    """Returns of a control champion over ``trials`` episodes (the paper's Table 1 columns).
+
+    * random shared weight: each trial draws ``w ~ U(-2, 2)``;
+    * tuned shared weight: the best of ``grid`` (default -2..2 step 0.1, 0 excluded) on
+      ``trials`` tuning episodes, then reported on ``trials`` fresh episodes.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    w = torch.rand(trials, generator=gen) * 4 - 2
+    rand = task.rollout([graph], w, 1, gen)[0]  # (trials,)
+    g = torch.linspace(-2, 2, 41) if grid is None else torch.as_tensor(grid, dtype=torch.float32)
+    g = g[g.abs() > 1e-9]
+    tune = task.rollout([graph], g, max(1, trials // 10), gen)[0]  # (G,)
+    best = float(g[int(tune.argmax())])
+    final = task.rollout([graph], torch.full((trials,), best), 1, gen)[0]
+    return {"random_weight_mean": float(rand.mean()), "random_weight_std": float(rand.std()),
+            "tuned_weight": best, "tuned_weight_mean": float(final.mean()), "tuned_weight_std": float(final.std()),
+            "trials": trials}

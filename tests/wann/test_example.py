@@ -25,5 +25,6 @@ def test_example_runs_on_synthetic_data(tmp_path):
     assert res["generations"] == 2 and res["individuals"] == 16
     for key in ("test_acc_random_weight_mean", "test_acc_ensemble", "test_acc_tuned_weight", "test_acc_trained"):
         assert 0.0 <= res[key] <= 1.0
-    for name in ("champion_topology.png", "accuracy_vs_weight.png", "input_usage.png", "results.json"):
+    for name in ("champion_topology.png", "accuracy_vs_weight.png", "input_usage.png", "history.png",
+                 "results.json"):
         assert (tmp_path / name).exists()

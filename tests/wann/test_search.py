@@ -71,9 +71,10 @@ def test_cli_cartpole_and_resume(tmp_path, capsys):
     cfg = tmp_path / "cp.yaml"
     cfg.write_text(f"task: cartpole\ntask_args: {{episodes: 1, steps: 15, val_episodes: 1}}\npop_size: 6\n"
                    f"generations: 2\ntournament_size: 2\nhall_of_fame: 2\ndevice: cpu\nout_dir: {tmp_path}/run\n")
-    assert cli_main(["wann", str(cfg), "--no-progress"]) == 0
+    assert cli_main(["wann", str(cfg), "--no-progress", "--trials", "3"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["generations"] == 2 and (tmp_path / "run" / "champion.pt").exists()
-    assert cli_main(["wann", str(cfg), "--resume", "--generations", "3", "--no-progress"]) == 0
+    assert set(out["control"]) >= {"random_weight_mean", "tuned_weight_mean"} and len(out["val_score_per_weight"]) == 6
+    assert cli_main(["wann", str(cfg), "--resume", "--generations", "3", "--no-progress", "--trials", "0"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("resumed") and json.loads(lines[-1])["generations"] == 3
