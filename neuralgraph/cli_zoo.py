@@ -49,6 +49,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="override predict.seeds")
     p.add_argument("--root", default=None, help="override zoo.root")
     p.add_argument("--out", default=None, help="override predict.out (results JSON folder)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any predict: setting, e.g. --set hidden=32 (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run_predict)
 
@@ -70,10 +72,18 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    import yaml
+
     from neuralgraph.nn.predict import PredictConfig, run_prediction
 
     raw = load_config(args.config)
-    cfg = PredictConfig.from_dict(raw.get("predict", {}))
+    section = dict(raw.get("predict", {}))
+    for item in args.set:
+        if "=" not in item:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        section[key] = yaml.safe_load(value)
+    cfg = PredictConfig.from_dict(section)
     cfg.zoo_root = args.root or cfg.zoo_root or raw.get("zoo", {}).get("root", "runs/zoo")
     if args.models is not None:
         cfg.models = list(args.models)

@@ -137,3 +137,16 @@ def test_example_runs(tiny_zoo: Path, tmp_path: Path) -> None:
     summary = module.run(str(tmp_path / "c.json"), models=["statnn", "ng_t"], seeds=[0], epochs=1,
                          out=str(tmp_path / "out"), progress=False)
     assert set(summary) == {"statnn", "ng_t"} and summary["ng_t"]["n_networks"] == 12
+
+
+def test_cli_zoo_predict_overrides(tmp_path: Path) -> None:
+    from neuralgraph.cli import main
+
+    path = tmp_path / "zoo.json"
+    path.write_text(json.dumps({"zoo": {"root": str(tmp_path / "none")}, "predict": {}}))
+    with pytest.raises(ValueError, match="unknown PredictConfig keys"):
+        main(["zoo-predict", str(path), "--set", "hiddn=32"])
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        main(["zoo-predict", str(path), "--set", "hidden"])
+    with pytest.raises(FileNotFoundError, match="no zoo at"):
+        main(["zoo-predict", str(path), "--set", "hidden=8", "--no-progress"])
