@@ -13,6 +13,7 @@ of it.  Mean (and median) over ``--seeds`` growths.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import tempfile
 from typing import Any, Dict, List, Sequence
@@ -24,17 +25,32 @@ from neuralgraph.meta import grow_trajectory, load_rule
 from neuralgraph.meta.trainer import factory_from_config
 
 
-def stability(losses: Sequence[float]) -> Dict[str, int]:
-    """``steps_to_min`` and ``steps_within_10pct`` after the minimum of a loss curve."""
+def stability(losses: Sequence[float], chance: float = float("inf")) -> Dict[str, Any]:
+    """Stability numbers of a loss curve (index = rule step).
+
+    ``steps_to_min``: step of the minimum; ``steps_within_10pct``: consecutive
+    steps after it with loss <= 1.1 x min (Table 1 of seed 001);
+    ``count_within_10pct``: all later steps within 10%, consecutive or not;
+    ``steps_below_chance``: consecutive steps after the minimum whose loss
+    stays below ``chance`` (the loss of a uniform prediction, ln C).
+    """
     finite = [v if v == v else float("inf") for v in losses]
     i_min = min(range(len(finite)), key=finite.__getitem__)
     lo = finite[i_min]
-    n = 0
-    for v in finite[i_min + 1:]:
-        if v > 1.1 * lo:
-            break
-        n += 1
+    after = finite[i_min + 1:]
+
+    def run_length(ok: Any) -> int:
+        n = 0
+        for v in after:
+            if not ok(v):
+                break
+            n += 1
+        return n
+
+    n = run_length(lambda v: v <= 1.1 * lo)
     return {"steps_to_min": i_min, "steps_within_10pct": n, "min_loss": lo,
+            "count_within_10pct": sum(v <= 1.1 * lo for v in after),
+            "steps_below_chance": run_length(lambda v: v < chance),
             "truncated": int(i_min + 1 + n == len(finite))}
 
 
@@ -50,7 +66,7 @@ def run(rules: Sequence[str], arch: str, steps: int, seeds: int) -> Dict[str, An
         curves = []
         for seed in range(seeds):
             rec = grow_trajectory(factory, rule, arch, steps, cfg.grow.fire_rate, seed, split.train)
-            st = stability(rec["loss"])
+            st = stability(rec["loss"], math.log(split.num_classes))
             st["final_test_acc"] = grow_trajectory(factory, rule, arch, st["steps_to_min"], cfg.grow.fire_rate,
                                                    seed, split.test)["acc"][-1]
             rows.append(st)
@@ -60,6 +76,8 @@ def run(rules: Sequence[str], arch: str, steps: int, seeds: int) -> Dict[str, An
             "mean_steps_to_min": statistics.mean(r["steps_to_min"] for r in rows),
             "mean_steps_within_10pct": statistics.mean(r["steps_within_10pct"] for r in rows),
             "median_steps_within_10pct": statistics.median(r["steps_within_10pct"] for r in rows),
+            "mean_count_within_10pct": statistics.mean(r["count_within_10pct"] for r in rows),
+            "mean_steps_below_chance": statistics.mean(r["steps_below_chance"] for r in rows),
             "curve_seed0": curves[0]}
     return out
 
@@ -73,12 +91,13 @@ def main(argv: Any = None) -> int:
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--quick-config", default="examples/iris.yaml")
     p.add_argument("--json")
     p.add_argument("--plot")
     a = p.parse_args(argv)
     rules = a.rules.split(",")
     if a.quick:
-        rules = [quick_rule("examples/iris.yaml", tempfile.mkdtemp(prefix="stab_")),
+        rules = [quick_rule(a.quick_config, tempfile.mkdtemp(prefix="stab_")),
                  quick_rule("examples/iris_nopool.yaml", tempfile.mkdtemp(prefix="stab_np_"))]
         a.steps, a.seeds = 5, 1
     res = run(rules, a.arch, a.steps, a.seeds)

@@ -81,6 +81,9 @@ class GrowConfig:
         fire_rate: probability that an edge is updated in a step.
         fan_in_scaling: the network uses ``weight / sqrt(fan_in)`` (rule
             weights in fan-in-normalised units, see ``GraphFactory``).
+        weight_standardization: the network uses each neuron's incoming
+            weights standardised (zero mean, unit variance, times the fan-in
+            gain); implies ``fan_in_scaling``.
     """
 
     hidden_dim: int = 16
@@ -91,6 +94,7 @@ class GrowConfig:
     weight_std: float = 0.0
     fire_rate: float = 0.8
     fan_in_scaling: bool = False
+    weight_standardization: bool = False
 
 
 @dataclass

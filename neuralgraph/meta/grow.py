@@ -46,13 +46,20 @@ class GraphFactory:
             same weight values suit layers of any width ("equalised learning
             rate").  :meth:`network_weight` applies it; saved modules hold the
             scaled values.
+        weight_standardization (bool): the network uses each neuron's incoming
+            weights standardised to zero mean and unit variance (Qiao et al.,
+            2019, times ``gain``): the rule only has to get the *pattern* of a
+            hidden neuron's weights right, not their common offset or scale.
+            Output neurons keep plain fan-in scaling (free logit scale).
     """
 
     def __init__(self, hidden_dim: int = 16, hidden_init: str = "sinusoidal", code_base: float = 1000.0,
                  input_grid: Optional[Sequence[int]] = None, weight_init: str = "zeros",
                  weight_std: float = 0.0, activation: str = "relu",
-                 input_shape: Optional[Tuple[int, ...]] = None, fan_in_scaling: bool = False) -> None:
-        self.fan_in_scaling = fan_in_scaling
+                 input_shape: Optional[Tuple[int, ...]] = None, fan_in_scaling: bool = False,
+                 weight_standardization: bool = False) -> None:
+        self.fan_in_scaling = fan_in_scaling or weight_standardization
+        self.weight_standardization = weight_standardization
         self._gains: Dict[str, Tensor] = {}
         self.hidden_dim = hidden_dim
         self.hidden_init = hidden_init
@@ -94,6 +101,18 @@ class GraphFactory:
 
     def network_weight(self, spec: str | Sequence[int], weight: Tensor) -> Tensor:
         """The network's parameters (``weight * gain``) for a rule-space weight vector."""
+        if self.weight_standardization:
+            g = self.template(spec)
+            dst = g.edge_index[1]
+            # hidden layers only: the output layer keeps a free scale (logit temperature)
+            is_w = ((g.edge_kind == 0) & (g.node_role[dst] != 2)).to(weight.dtype)
+            n = g.num_nodes
+            cnt = torch.zeros(n, dtype=weight.dtype).index_add_(0, dst, is_w).clamp_min(1.0)
+            mean = torch.zeros(n, dtype=weight.dtype).index_add_(0, dst, weight * is_w) / cnt
+            cen = weight - mean[dst]
+            var = torch.zeros(n, dtype=weight.dtype).index_add_(0, dst, cen * cen * is_w) / cnt
+            std_w = cen * torch.rsqrt(var[dst] + 1e-5)
+            return torch.where(is_w.bool(), std_w * self.gain(spec), weight)
         return weight * self.gain(spec) if self.fan_in_scaling else weight
 
     def module(self, spec: str | Sequence[int], weight: Tensor) -> nn.Module:

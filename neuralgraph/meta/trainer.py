@@ -65,7 +65,8 @@ def build_rule(cfg: MetaConfig) -> nn.Module:
 def factory_from_config(cfg: MetaConfig) -> GraphFactory:
     g = cfg.grow
     return GraphFactory(g.hidden_dim, g.hidden_init, g.code_base, g.input_grid, g.weight_init, g.weight_std,
-                        cfg.arch.activation, None if cfg.data.flatten else (1, 28, 28), g.fan_in_scaling)
+                        cfg.arch.activation, None if cfg.data.flatten else (1, 28, 28), g.fan_in_scaling,
+                        g.weight_standardization)
 
 
 def load_rule(path: str | Path) -> Tuple[nn.Module, MetaConfig]:

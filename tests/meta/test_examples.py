@@ -25,8 +25,9 @@ def test_iris_results_quick(examples, tmp_path, capsys):
 
 def test_stability_quick_and_metric(examples, tmp_path):
     mod = examples("stability")
-    assert mod.stability([3.0, 2.0, 1.0, 1.05, 1.2, 1.0]) == {
-        "steps_to_min": 2, "steps_within_10pct": 1, "min_loss": 1.0, "truncated": 0}
+    assert mod.stability([3.0, 2.0, 1.0, 1.05, 1.2, 1.0, 2.5], chance=2.4) == {
+        "steps_to_min": 2, "steps_within_10pct": 1, "min_loss": 1.0, "count_within_10pct": 2,
+        "steps_below_chance": 3, "truncated": 0}
     assert mod.main(["--quick", "--json", str(tmp_path / "s.json"), "--plot", str(tmp_path / "s.png")]) == 0
     res = json.loads((tmp_path / "s.json").read_text())
     assert [v["pool_size"] for v in res["rules"].values()] == [8, 0]

@@ -92,3 +92,19 @@ def test_run_steps_identity_for_fresh_rule():
     w2, h2 = _run_steps(tmpl, ng.rules.MLPRule(4, width=8), w, h, 3, 0.5, 0)
     assert torch.equal(w2, w) and torch.equal(h2, h)  # zero-initialised last layer
     assert mlp([4, 5, 3])(torch.zeros(1, 4)).shape == (1, 3)
+
+
+def test_weight_standardization_and_saved_module_agree():
+    f = GraphFactory(hidden_dim=4, weight_standardization=True, weight_init="normal", weight_std=1.0)
+    spec = "6-5-4-3"
+    w, _ = f.fresh(spec, torch.Generator().manual_seed(0))
+    tmpl = f.template(spec)
+    net = f.network_weight(spec, w)
+    lin = [m for m in f.module(spec, w) if isinstance(m, torch.nn.Linear)]
+    w1 = lin[0].weight * 6 ** 0.5  # undo the fan-in gain
+    assert torch.allclose(w1.mean(1), torch.zeros(5), atol=1e-5)
+    assert torch.allclose(w1.var(1, unbiased=False), torch.ones(5), atol=1e-3)
+    assert not torch.allclose((lin[2].weight * 2).mean(1), torch.zeros(3), atol=1e-3)  # output layer free
+    x = torch.randn(4, 6)
+    assert torch.allclose(f.module(spec, w)(x), tmpl.forward(x, weight=net), atol=1e-6)
+    assert torch.allclose(f.gain(spec)[tmpl.edge_kind == 1], torch.ones(5 + 4 + 3))
