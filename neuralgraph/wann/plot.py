@@ -21,10 +21,13 @@ def _plt():  # type: ignore[no-untyped-def]
     return plt
 
 
-def plot_topology(graph: WANNGraph, path: str, title: Optional[str] = None) -> str:
+def plot_topology(graph: WANNGraph, path: str, title: Optional[str] = None,
+                  input_names: Optional[Sequence[str]] = None) -> str:
     """Draw the enabled network by depth (inputs left, outputs right), nodes coloured by activation.
 
     Only inputs with an enabled outgoing edge are drawn; outputs are drawn in the last column.
+    Small graphs (at most 60 drawn nodes) get input/bias/output labels (``input_names``
+    default to ``x0, x1, ...``).
     """
     import networkx as nx
 
@@ -49,10 +52,17 @@ def plot_topology(graph: WANNGraph, path: str, title: Optional[str] = None) -> s
     fig, ax = plt.subplots(figsize=(10, 7))
     nx.draw_networkx_edges(g, pos, ax=ax, alpha=0.25, arrows=False, width=0.5)
     nx.draw_networkx_nodes(g, pos, ax=ax, node_color=colors, node_size=25)
+    if g.number_of_nodes() <= 60:
+        names = list(input_names) if input_names is not None else [f"x{i}" for i in range(graph.num_inputs)]
+        first_out = graph.num_inputs + 1
+        labels = {v: (names[v] if roles[v] == "input" else "bias" if roles[v] == "bias" else f"out{v - first_out}")
+                  for v in g.nodes if roles[v] != "hidden"}
+        label_pos = {v: (x + (-0.2 if roles[v] in ("input", "bias") else 0.2), y) for v, (x, y) in pos.items()}
+        nx.draw_networkx_labels(g, label_pos, labels=labels, ax=ax, font_size=8)
     for a in sorted({acts[v] for v in g.nodes if roles[v] in ("hidden", "output")}):
         ax.scatter([], [], color=cmap(WANN_ACTIVATIONS.index(a) % 10), label=a)
     ax.scatter([], [], color=(0.7, 0.7, 0.7), label="input / bias")
-    ax.legend(loc="upper left", fontsize=8, frameon=False)
+    ax.legend(loc="upper right", fontsize=8, frameon=False)
     ax.set_title(title or repr(graph))
     ax.axis("off")
     fig.tight_layout()

@@ -118,7 +118,7 @@ def control_report(graph: WANNGraph, task: "CartPoleTask", trials: int = 100, se
     rand = task.rollout([graph], w, 1, gen)[0]  # (trials,)
     g = torch.linspace(-2, 2, 41) if grid is None else torch.as_tensor(grid, dtype=torch.float32)
     g = g[g.abs() > 1e-9]
-    tune = task.rollout([graph], g, max(1, trials // 10), gen)[0]  # (G,)
+    tune = task.rollout([graph], g, trials, gen)[0]  # (G,) mean over `trials` tuning episodes each
     best = float(g[int(tune.argmax())])
     final = task.rollout([graph], torch.full((trials,), best), 1, gen)[0]
     return {"random_weight_mean": float(rand.mean()), "random_weight_std": float(rand.std()),
