@@ -1,7 +1,8 @@
 r"""WANN topology mutations; every one keeps the graph a DAG.
 
 Acyclicity is checked over *all* genome edges, enabled or not, so that
-re-enabling an edge can never close a cycle.
+re-enabling an edge can never close a cycle.  Mutations return new graphs
+that may share unchanged tensors with their parent: treat graphs as immutable.
 """
 
 from __future__ import annotations

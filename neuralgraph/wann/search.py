@@ -15,6 +15,7 @@ import json
 import os
 import pickle
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -158,6 +159,12 @@ class WANNSearch:
                 "hall": [(f, i, _pack(g)) for f, i, g in self.hall], "elapsed": self.elapsed}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
+        mine = dataclasses.asdict(self.config)
+        run_keys = ("generations", "time_limit_min", "out_dir", "checkpoint_every", "device", "num_threads")
+        changed = sorted(k for k, v in state["config"].items() if k not in run_keys and mine.get(k) != v)
+        if changed:
+            warnings.warn(f"WANNSearch: resuming a checkpoint written with different settings for {changed}; "
+                          "the result will differ from an uninterrupted run", stacklevel=2)
         self.generation = state["generation"]
         self.population = [WANNGraph.from_arrays(*a) for a in state["population"]]
         self.rng.bit_generator.state = state["rng"]

@@ -41,6 +41,9 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert [h["mean_fit_best"] for h in resumed.history] == [h["mean_fit_best"] for h in full.history]
     _same_population(resumed.population, full.population)
     assert resumed.rng.random() == full.rng.random()
+    other = WANNSearch(_cfg(tmp_path / "b", p_moo=0.3), task=task)
+    with pytest.warns(UserWarning, match=r"different settings for \['p_moo'\]"):
+        other.resume()
 
 
 def test_search_improves_and_champion(tmp_path):
