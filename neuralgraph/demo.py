@@ -19,9 +19,14 @@ from typing import Any, Dict, Optional
 import torch
 import torch.nn.functional as F
 
-__all__ = ["SHIPPED_RULE", "run_demo", "default_arch", "adam_time_to_accuracy", "format_report"]
+__all__ = ["SHIPPED_RULE", "SHIPPED_IRIS_RULE", "run_demo", "default_arch", "adam_time_to_accuracy",
+           "format_report"]
 
-SHIPPED_RULE = Path(__file__).resolve().parent / "checkpoints" / "wt_mnist_cnn.pt"
+CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
+#: Weight Transformer meta-trained on small MNIST CNNs (``examples/grow_cnn.yaml``).
+SHIPPED_RULE = CHECKPOINTS / "wt_mnist_cnn.pt"
+#: MLPRule meta-trained on iris 4-8-3 and 4-8-8-3 (``examples/iris.yaml``).
+SHIPPED_IRIS_RULE = CHECKPOINTS / "mlp_iris.pt"
 
 
 @torch.no_grad()
@@ -70,8 +75,36 @@ def adam_time_to_accuracy(model: torch.nn.Module, target: float, data: Dict[str,
 
 
 def default_arch(cfg: Any) -> str:
-    """An architecture the rule never saw: a kernel-4 CNN for CNN rules, 784-50-50-10 for MLP rules."""
-    return "cnn:m=1,k=4,h=200" if any(a.startswith("cnn") for a in cfg.arch.train) else "784-50-50-10"
+    """An architecture the rule never saw: a kernel-4 CNN for CNN rules, 784-50-50-10 for MNIST MLP
+    rules, a wider two-hidden-layer net for tabular rules."""
+    if any(a.startswith("cnn") for a in cfg.arch.train):
+        return "cnn:m=1,k=4,h=200"
+    if cfg.data.name in ("mnist", "fashion-mnist"):
+        return "784-50-50-10"
+    first = cfg.arch.train[0].split("-")
+    return f"{first[0]}-12-12-{first[-1]}"
+
+
+def _load_data(cfg: Any, arch: str, data_root: Optional[str], seed: int) -> Dict[str, Any]:
+    """Train / probe / test tensors: the official MNIST split (probe = 2,000 training images), or the
+    rule's own train / validation / test split for other datasets."""
+    from neuralgraph.datasets import mnist_tensors
+    from neuralgraph.datasets.splits import load_split
+
+    name = cfg.data.name
+    if name in ("mnist", "fashion-mnist"):
+        flat = not arch.startswith("cnn")
+        x_test, y_test = mnist_tensors(name, "test", root=data_root, flatten=flat)
+        x_train, y_train = mnist_tensors(name, "train", root=data_root, flatten=flat)
+        probe = torch.randperm(x_train.size(0), generator=torch.Generator().manual_seed(seed))[:2000]
+        return {"name": name, "x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test,
+                "x_probe": x_train[probe], "y_probe": y_train[probe], "probe": "2,000 training images"}
+    d = cfg.data
+    split = load_split(d.name, d.val_fraction, d.test_fraction, d.split_seed, d.root or data_root,
+                       flatten=d.flatten)
+    return {"name": name, "x_train": split.train[0], "y_train": split.train[1], "x_test": split.test[0],
+            "y_test": split.test[1], "x_probe": split.val[0], "y_probe": split.val[1],
+            "probe": "the validation split"}
 
 
 def run_demo(rule_path: Optional[str | Path] = None, arch: Optional[str] = None,
@@ -85,7 +118,6 @@ def run_demo(rule_path: Optional[str | Path] = None, arch: Optional[str] = None,
 
     Returns a dict of everything measured (see :func:`format_report`).
     """
-    from neuralgraph.datasets import mnist_tensors
     from neuralgraph.datasets.architectures import build_arch
     from neuralgraph.meta.grow import unroll
     from neuralgraph.meta.trainer import factory_from_config, load_rule
@@ -94,14 +126,9 @@ def run_demo(rule_path: Optional[str | Path] = None, arch: Optional[str] = None,
     rule, cfg = load_rule(path)
     factory = factory_from_config(cfg)
     arch = arch or default_arch(cfg)
-    name = cfg.data.name if cfg.data.name in ("mnist", "fashion-mnist") else "mnist"
-    flat = not arch.startswith("cnn")
-    x_test, y_test = mnist_tensors(name, "test", root=data_root, flatten=flat)
-    x_train, y_train = mnist_tensors(name, "train", root=data_root, flatten=flat)
-    # the probe set Adam is stopped on comes from the training images, never from the test set
-    probe = torch.randperm(x_train.size(0), generator=torch.Generator().manual_seed(seed))[:2000]
-    data = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test,
-            "x_probe": x_train[probe], "y_probe": y_train[probe]}
+    # Adam is stopped on a probe set that is never the test set
+    data = _load_data(cfg, arch, data_root, seed)
+    x_test, y_test = data["x_test"], data["y_test"]
     n_steps = steps if steps is not None else cfg.train.steps_max
 
     template = factory.template(arch)
@@ -121,7 +148,8 @@ def run_demo(rule_path: Optional[str | Path] = None, arch: Optional[str] = None,
     adam = adam_time_to_accuracy(build_arch(arch, cfg.arch.activation), probe_acc, data, adam_time_limit,
                                  seed=seed)
     return {
-        "rule": str(path), "arch": arch, "dataset": name, "trained_on": list(cfg.arch.train),
+        "rule": str(path), "arch": arch, "dataset": data["name"], "probe": data["probe"],
+        "trained_on": list(cfg.arch.train),
         "parameters": graph.num_edges, "rule_steps": n_steps,
         "grow_seconds": grow_seconds, "grown_test_accuracy": grown_acc,
         "to_module_test_accuracy": module_acc, "grown_probe_accuracy": probe_acc,
@@ -142,8 +170,8 @@ def format_report(r: Dict[str, Any]) -> str:
         f"(to_module(): {100 * r['to_module_test_accuracy']:.2f}%)",
     ]
     if adam["reached"]:
-        lines.append(f"Adam to the same accuracy ({100 * r['grown_probe_accuracy']:.2f}% on 2,000 held-out "
-                     f"training images): {adam['seconds']:.2f} s, {adam['steps']} steps "
+        lines.append(f"Adam to the same accuracy ({100 * r['grown_probe_accuracy']:.2f}% on {r['probe']}): "
+                     f"{adam['seconds']:.2f} s, {adam['steps']} steps "
                      f"(test accuracy {100 * adam['test_accuracy']:.2f}%)")
         lines.append(f"grow / Adam time: {r['grow_vs_adam_time_ratio']:.2f}")
     else:
