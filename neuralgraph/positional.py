@@ -67,18 +67,22 @@ def position_code(edge_pos: Tensor, dim: int, kind: str = "sinusoidal",
         return out
     if kind not in ("sinusoidal", "binary"):
         raise ValueError(f"unknown position code {kind!r} (use 'sinusoidal', 'binary' or 'zeros')")
+    if num_edges and int(edge_pos.min()) < 0:
+        raise ValueError("edge positions must be non-negative")
     col = 0
     for a, d in enumerate(axis_dims(dim, num_axes)):
         if d == 0:
             continue
-        p = edge_pos[:, a].to(dtype).unsqueeze(1)  # (E, 1)
+        # positions are small non-negative integers: code each distinct value once, then gather
+        p = edge_pos[:, a]
+        values = torch.arange(int(p.max()) + 1 if num_edges else 1, device=edge_pos.device)
         j = torch.arange(d, device=edge_pos.device)
         if kind == "sinusoidal":
             freq = base ** (-2.0 * torch.div(j, 2, rounding_mode="floor").to(dtype) / max(d, 2))
-            ang = p * freq  # (E, d)
-            out[:, col:col + d] = torch.where(j % 2 == 0, torch.sin(ang), torch.cos(ang))
+            ang = values.to(dtype).unsqueeze(1) * freq  # (P, d)
+            table = torch.where(j % 2 == 0, torch.sin(ang), torch.cos(ang))
         else:
-            bits = (edge_pos[:, a:a + 1] >> j) & 1  # (E, d)
-            out[:, col:col + d] = bits.to(dtype) * 2 - 1
+            table = ((values.unsqueeze(1) >> j) & 1).to(dtype) * 2 - 1
+        out[:, col:col + d] = table[p]
         col += d
     return out
