@@ -1,7 +1,15 @@
 """Data loaders, splits and architecture families (installed as ``neuralgraph.datasets``)."""
 
-from neuralgraph.datasets.architectures import (arch_name, build_arch, cnn, mlp, mlp_grid, parse_arch,
-                                                sample_cnn, sample_mlp)
+from neuralgraph.datasets.architectures import (
+    arch_name,
+    build_arch,
+    cnn,
+    mlp,
+    mlp_grid,
+    parse_arch,
+    sample_cnn,
+    sample_mlp,
+)
 from neuralgraph.datasets.mnist import find_root, load_mnist, mnist_tensors, read_idx
 from neuralgraph.datasets.splits import Split, load_split, make_splits, split_indices, standardize
 from neuralgraph.datasets.tabular import load_digits, load_iris

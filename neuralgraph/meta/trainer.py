@@ -36,11 +36,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from neuralgraph import rules
+import neuralgraph.rules as rules
 from neuralgraph.datasets.splits import Split, load_split
 from neuralgraph.meta import distributed as D
-from neuralgraph.meta.checkpoint import (FORMAT, VERSION, CheckpointError, atomic_save, config_diff,
-                                         load_checkpoint)
+from neuralgraph.meta.checkpoint import FORMAT, VERSION, CheckpointError, atomic_save, config_diff, load_checkpoint
 from neuralgraph.meta.config import MetaConfig
 from neuralgraph.meta.grow import GraphFactory, accuracy, logits, unroll
 from neuralgraph.meta.perturb import zero_out
@@ -186,8 +185,8 @@ class MetaTrainer:
                 start = (zero_out(start[0], layer, t.zero_out_fraction, self.gen)[0], start[1])
             seed = int(torch.randint(2 ** 31, (1,), generator=self.gen))
             loss, grown = self.grow_loss(spec, start, steps, seed, x, y)
-            g = torch.autograd.grad(loss, self.params, allow_unused=True)
-            g = [torch.zeros_like(p) if gi is None else gi for gi, p in zip(g, self.params)]
+            raw = torch.autograd.grad(loss, self.params, allow_unused=True)
+            g = [torch.zeros_like(p) if gi is None else gi for gi, p in zip(raw, self.params)]
             norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(gi) for gi in g]))
             scale = min(1.0, t.clip_norm / (float(norm) + 1e-6)) if t.clip_norm > 0 else 1.0
             for acc, gi in zip(grads, g):

@@ -4,7 +4,6 @@ import struct
 import numpy as np
 import pytest
 import torch
-
 from neuralgraph.datasets import mnist as M
 
 
@@ -16,7 +15,7 @@ def _write_idx(path, arr):
 
 def _fake_mnist(folder, n=5, sums=True):
     rng = np.random.default_rng(0)
-    for split, (img, lab) in M.FILES.items():
+    for img, lab in M.FILES.values():
         _write_idx(folder / img, rng.integers(0, 256, (n, 28, 28)))
         _write_idx(folder / lab, rng.integers(0, 10, (n,)))
     if sums:

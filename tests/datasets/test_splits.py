@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 from neuralgraph.datasets import load_split, make_splits, split_indices
 
 
