@@ -176,8 +176,8 @@ def run_eval(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(summary, indent=1))
     grid_heatmap(vals, xs, ys, train, out.with_suffix(".png"),
-                 f"{cfg.name}: {args.split} acc after {args.steps} rule steps "
-                 f"(mean {summary['mean']:.3f}, best {summary['best']:.3f}); red = training archs")
+                 f"{cfg.name}: {args.split} accuracy after {args.steps} rule steps\n"
+                 f"mean {summary['mean']:.3f}, best {summary['best']:.3f}; red = training architectures")
     print(json.dumps({k: summary[k] for k in ("mean", "best", "worst", "seconds")}))
     print(f"wrote {out.with_suffix('.png')} and {out.with_suffix('.json')}")
     return 0

@@ -23,13 +23,15 @@ def grid_heatmap(values: Sequence[Sequence[float]], xs: Sequence[int], ys: Seque
     plt = _plt()
     from matplotlib.patches import Rectangle
 
-    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(xs), 0.8 + 0.6 * len(ys)))
-    im = ax.imshow(values, origin="lower", cmap="viridis", vmin=min(min(r) for r in values), vmax=1.0)
+    fig, ax = plt.subplots(figsize=(2.5 + 0.8 * len(xs), 1.4 + 0.6 * len(ys)))
+    im = ax.imshow(values, origin="lower", cmap="viridis", vmin=min(min(r) for r in values),
+                   vmax=max(max(r) for r in values))
     for iy in range(len(ys)):
         for ix in range(len(xs)):
             v = values[iy][ix]
             ax.text(ix, iy, f"{v:.3f}", ha="center", va="center", fontsize=7,
-                    color="white" if v < 0.9 * max(max(r) for r in values) else "black")
+                    color="white" if v < 0.5 * (min(min(r) for r in values) + max(max(r) for r in values))
+                    else "black")
     for x, y in outlined:
         if x in xs and y in ys:
             ax.add_patch(Rectangle((list(xs).index(x) - 0.5, list(ys).index(y) - 0.5), 1, 1, fill=False,
