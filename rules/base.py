@@ -28,7 +28,8 @@ from torch import Tensor, nn
 from neuralgraph.neighbourhood import Neighbourhoods
 from neuralgraph.typing import RuleOutput
 
-__all__ = ["Rule", "register", "get", "available", "step", "neighbourhoods", "check_hidden"]
+__all__ = ["Rule", "register", "get", "available", "step", "neighbourhoods", "check_hidden", "edge_state",
+           "init_update_layer"]
 
 _REGISTRY: Dict[str, Type[nn.Module]] = {}
 
@@ -67,6 +68,22 @@ def check_hidden(graph: object, hidden_dim: int, owner: str) -> None:
             f"{owner} expects hidden states [{weight.size(0)}, {hidden_dim}], got "
             f"{None if hidden is None else tuple(hidden.shape)}; build the graph with "
             f"to_neural_graph(model, hidden_dim={hidden_dim})")
+
+
+def edge_state(graph: object, edges: slice = slice(None)) -> Tensor:
+    """Per-edge state ``[w, h]`` of the edges in ``edges``: ``[n, 1 + H]``."""
+    w, h = graph.weight[edges], graph.hidden[edges]  # type: ignore[attr-defined]
+    return torch.cat([w.unsqueeze(-1), h], dim=-1)
+
+
+def init_update_layer(layer: nn.Linear, zero_init: bool) -> None:
+    """Initialise a rule's last layer: zeros (the rule starts as the identity update) or small
+    random weights (std ``0.01``); the bias is always zero."""
+    if zero_init:
+        nn.init.zeros_(layer.weight)
+    else:
+        nn.init.normal_(layer.weight, std=0.01)
+    nn.init.zeros_(layer.bias)
 
 
 def neighbourhoods(graph: object) -> Neighbourhoods:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import List, Optional
 
 import torch
-from neuralgraph.rules.base import check_hidden, register
+from neuralgraph.rules.base import check_hidden, edge_state, init_update_layer, register
 from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 
@@ -77,11 +77,7 @@ class MLPRule(MessagePassing):
         for m in self.mlp:
             if isinstance(m, nn.Linear):
                 m.reset_parameters()
-        if self.zero_init:
-            nn.init.zeros_(self.out.weight)
-        else:
-            nn.init.normal_(self.out.weight, std=0.01)
-        nn.init.zeros_(self.out.bias)
+        init_update_layer(self.out, self.zero_init)
 
     # MessagePassing vocabulary ------------------------------------------------------
     def message(self, edge_attr: Tensor) -> Tensor:
@@ -98,19 +94,22 @@ class MLPRule(MessagePassing):
     def perceive(self, graph: object, x: Optional[Tensor] = None,
                  edges: Optional[slice] = None) -> Tensor:
         """The perception vectors ``[E, 3 (1 + H) (+ 2)]`` (of the edges in ``edges``)."""
-        node_in, node_out, act = self._node_signals(graph, x)
-        sl = edges if edges is not None else slice(None)
+        signals = self._node_signals(graph, x)
+        return self._perceive_edges(graph, edges if edges is not None else slice(None), *signals)
+
+    def _perceive_edges(self, graph: object, sl: slice, node_in: Tensor, node_out: Tensor,
+                        act: Optional[Tensor]) -> Tensor:
+        """Perception of the edges in ``sl`` from precomputed node signals."""
         n = graph.num_nodes  # type: ignore[attr-defined]
-        state = torch.cat([graph.weight[sl].unsqueeze(-1), graph.hidden[sl]], dim=-1)  # type: ignore
-        return self.edge_updater(graph.edge_index[:, sl], state=state, fwd=node_out,  # type: ignore
-                                 bwd=node_in, act=act, size=(n, n))
+        return self.edge_updater(graph.edge_index[:, sl], state=edge_state(graph, sl),  # type: ignore
+                                 fwd=node_out, bwd=node_in, act=act, size=(n, n))
 
     def _node_signals(self, graph: object, x: Optional[Tensor]) -> tuple:
         """Node means of in-edge and out-edge states ``[V, 1+H]`` and activations."""
         check_hidden(graph, self.hidden_dim, self.__class__.__name__)
         edge_index = graph.edge_index  # type: ignore[attr-defined]
         n = graph.num_nodes  # type: ignore[attr-defined]
-        state = torch.cat([graph.weight.unsqueeze(-1), graph.hidden], dim=-1)  # (E, 1+H)
+        state = edge_state(graph)  # (E, 1+H)
         node_in = self.propagate(edge_index, edge_attr=state, size=(n, n))  # mean of in-edges
         node_out = self.propagate(edge_index.flip(0), edge_attr=state, size=(n, n))  # of out-edges
         act = None
@@ -125,19 +124,15 @@ class MLPRule(MessagePassing):
         return node_in, node_out, act
 
     def forward(self, graph: object, x: Optional[Tensor] = None) -> RuleOutput:
-        node_in, node_out, act = self._node_signals(graph, x)
-        n = graph.num_nodes  # type: ignore[attr-defined]
-        weight, hidden = graph.weight, graph.hidden  # type: ignore[attr-defined]
+        signals = self._node_signals(graph, x)
+        weight = graph.weight  # type: ignore[attr-defined]
         num_edges = weight.numel()
         outs: List[Tensor] = []
         out = None if torch.is_grad_enabled() else weight.new_empty(num_edges, 1 + self.hidden_dim)
         # edges in cache-sized chunks: node signals are gathered per chunk
         for s0 in range(0, num_edges, self.chunk_size):
             sl = slice(s0, min(num_edges, s0 + self.chunk_size))
-            state = torch.cat([weight[sl].unsqueeze(-1), hidden[sl]], dim=-1)
-            v = self.edge_updater(graph.edge_index[:, sl], state=state, fwd=node_out,  # type: ignore
-                                  bwd=node_in, act=act, size=(n, n))
-            y = self.mlp(v)
+            y = self.mlp(self._perceive_edges(graph, sl, *signals))
             if out is None:
                 outs.append(y)
             else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import List, Optional, Sequence, Tuple
 
 import torch
-from neuralgraph.rules.base import check_hidden, register
+from neuralgraph.rules.base import check_hidden, edge_state, init_update_layer, register
 from neuralgraph.rules.layout import block_layout
 from neuralgraph.rules.linear_attention import (
     Chunk,
@@ -133,21 +133,13 @@ class WeightTransformer(MessagePassing):
         for m in (self.kv, self.qu, self.proj, self.norm1, self.norm2, self.ff[0], self.ff[2],
                   self.head[0]):
             m.reset_parameters()
-        if self.zero_init:
-            nn.init.zeros_(self.out.weight)
-        else:
-            nn.init.normal_(self.out.weight, std=0.01)
-        nn.init.zeros_(self.out.bias)
+        init_update_layer(self.out, self.zero_init)
 
     # ------------------------------------------------------------------------------
     @property
     def active_axes(self) -> Tuple[int, ...]:
         """Per head, the rotation axis or ``-1`` when that axis' RoPE is off."""
         return tuple(a if self.rope[a] else -1 for a in self.head_axes)
-
-    def _state(self, graph: object, sl: slice) -> Tensor:
-        w, h = graph.weight[sl], graph.hidden[sl]  # type: ignore[attr-defined]
-        return torch.cat([w.unsqueeze(-1), h], dim=-1)  # (n, 1+H)
 
     def _phi_rot(self, graph: object, sl: slice, x: Tensor) -> Tuple[Tensor, Tensor]:
         """``phi`` of a ``[n, 2D]`` (forward | backward) query/key, unrotated and rotated."""
@@ -163,7 +155,7 @@ class WeightTransformer(MessagePassing):
     def _keys(self, graph: object, chunk: Chunk, fwd: NodeStates, bwd: NodeStates) -> None:
         """Pass 1 for one chunk: add its keys and values to the node states."""
         sl, dim = chunk[2], self.dim
-        kv = self.kv(self._state(graph, sl))  # (n, 4D): k_f | k_b | v_f | v_b
+        kv = self.kv(edge_state(graph, sl))  # (n, 4D): k_f | k_b | v_f | v_b
         k, k_rot = self._phi_rot(graph, sl, kv[:, :2 * dim])
         accumulate(chunk, (k_rot[:, :dim], k_rot[:, dim:]), (k[:, :dim], k[:, dim:]),
                    (kv[:, 2 * dim:3 * dim], kv[:, 3 * dim:]), fwd, bwd, not torch.is_grad_enabled())
@@ -179,7 +171,7 @@ class WeightTransformer(MessagePassing):
                 z_b: Tensor) -> Tensor:
         """Pass 2 for one chunk: attention, residual block and head -> ``[n, 1+H]``."""
         sl, dim = chunk[2], self.dim
-        qu = self.qu(self._state(graph, sl))  # (n, 3D): q_f | q_b | u
+        qu = self.qu(edge_state(graph, sl))  # (n, 3D): q_f | q_b | u
         q, q_rot = self._phi_rot(graph, sl, qu[:, :2 * dim])
         a_f, a_b = contract(chunk, (q_rot[:, :dim], q_rot[:, dim:]), (q[:, :dim], q[:, dim:]),
                             (s_f, z_f), (s_b, z_b), self.heads, self.eps, self.normalize)
