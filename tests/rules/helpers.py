@@ -30,3 +30,16 @@ def small_graph(seed: int, hidden_dim: int = 4, limit: int = 400, kind: str = "a
 
 def small_batch(seeds=(1, 2, 3), hidden_dim: int = 4) -> Batch:
     return Batch.from_data_list([small_graph(s, hidden_dim)[0] for s in seeds])
+
+
+def assert_batched_equals_unbatched(rule: torch.nn.Module, batch: Batch) -> None:
+    """A rule applied to a batch gives, per graph, what it gives on that graph alone."""
+    dw, dh = rule(batch)
+    offset = 0
+    for g in batch.to_data_list():
+        gw, gh = rule(g)
+        n = g.num_edges
+        torch.testing.assert_close(dw[offset:offset + n], gw)
+        torch.testing.assert_close(dh[offset:offset + n], gh)
+        offset += n
+    assert offset == dw.numel()

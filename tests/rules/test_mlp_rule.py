@@ -9,7 +9,7 @@ from torch import nn
 
 import neuralgraph as ng
 from neuralgraph.reference import reference_mlp_rule
-from tests.rules.helpers import small_batch, small_graph
+from tests.rules.helpers import assert_batched_equals_unbatched, small_batch, small_graph
 from tests.rules.smoke import smoketest_rule
 
 
@@ -50,14 +50,7 @@ def test_matches_reference(seed: int, data_conditioned: bool) -> None:
 def test_batched_equals_unbatched() -> None:
     batch = small_batch()
     rule = _random_rule()
-    dw, dh = rule(batch)
-    offset = 0
-    for g in batch.to_data_list():
-        gw, gh = rule(g)
-        n = g.num_edges
-        torch.testing.assert_close(dw[offset:offset + n], gw)
-        torch.testing.assert_close(dh[offset:offset + n], gh)
-        offset += n
+    assert_batched_equals_unbatched(rule, batch)
 
 
 def test_no_grad_path_equals_grad_path() -> None:

@@ -18,7 +18,7 @@ from torch import nn
 import neuralgraph as ng
 from neuralgraph.reference import reference_weight_transformer, rotate_loop
 from neuralgraph.testing import node_permutation, permute_hidden, random_cnn, random_mlp
-from tests.rules.helpers import small_batch, small_graph
+from tests.rules.helpers import assert_batched_equals_unbatched, small_batch, small_graph
 from tests.rules.smoke import smoketest_rule
 
 
@@ -84,14 +84,7 @@ def test_layout_is_dense_for_linear_and_conv() -> None:
 def test_batched_equals_unbatched() -> None:
     batch = small_batch((1, 2, 4))
     rule = _random_rule()
-    dw, dh = rule(batch)
-    offset = 0
-    for g in batch.to_data_list():
-        gw, gh = rule(g)
-        n = g.num_edges
-        torch.testing.assert_close(dw[offset:offset + n], gw)
-        torch.testing.assert_close(dh[offset:offset + n], gh)
-        offset += n
+    assert_batched_equals_unbatched(rule, batch)
 
 
 def test_rope_matches_loop() -> None:
