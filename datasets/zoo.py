@@ -254,13 +254,27 @@ def load_zoo_records(root: str | os.PathLike, limit: Optional[int] = None) -> Li
     return records
 
 
+def _nets_fingerprint(nets: Path) -> List[Tuple[str, int, int]]:
+    """``(name, size, mtime_ns)`` of every network file: the key of the ``processed.pt`` cache.
+
+    The cache is rebuilt whenever a network is added, removed or rewritten (e.g. a
+    zoo grown from 604 to 2,000 networks, or one network rebuilt), not only when
+    the file count changes.
+    """
+    if not nets.is_dir():
+        return []
+    return [(f.name, st.st_size, st.st_mtime_ns) for f in sorted(nets.glob("*.pt")) for st in [f.stat()]]
+
+
 class ZooDataset(torch.utils.data.Dataset):
     r"""A built zoo as a list of :class:`~neuralgraph.NeuralGraph` with accuracies.
 
     Each graph carries ``y`` (``[1]``, test accuracy in ``[0, 1]``) and ``idx``;
     :attr:`specs` keeps the :class:`NetSpec` of every item for splitting by
     architecture.  Graphs are built with ``hidden_dim=0`` (encoders embed the
-    raw weights) and cached in ``<root>/processed.pt``.
+    raw weights) and cached in ``<root>/processed.pt``; the cache is keyed by the
+    name, size and mtime of every network file, so it is rebuilt when the zoo
+    grows or a network is rewritten.
 
     Use ``torch_geometric.loader.DataLoader`` to batch it.
     """
@@ -270,10 +284,10 @@ class ZooDataset(torch.utils.data.Dataset):
 
         self.root = Path(root)
         cache_file = self.root / "processed.pt"
-        n_files = len(list((self.root / "nets").glob("*.pt"))) if (self.root / "nets").is_dir() else -1
+        key = _nets_fingerprint(self.root / "nets")
         if cache and limit is None and cache_file.exists():
             payload = torch.load(cache_file, weights_only=False)
-            if payload.get("num_files") == n_files:
+            if payload.get("fingerprint") == key:
                 self.graphs, self.specs = payload["graphs"], payload["specs"]
                 return
         self.graphs, self.specs = [], []
@@ -287,7 +301,8 @@ class ZooDataset(torch.utils.data.Dataset):
             self.graphs.append(graph)
             self.specs.append(spec)
         if cache and limit is None:
-            _atomic_save({"num_files": n_files, "graphs": self.graphs, "specs": self.specs}, cache_file)
+            _atomic_save({"fingerprint": key, "num_files": len(key), "graphs": self.graphs,
+                          "specs": self.specs}, cache_file)
 
     def __len__(self) -> int:
         return len(self.graphs)

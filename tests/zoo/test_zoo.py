@@ -82,6 +82,28 @@ def test_zoo_dataset(tiny_zoo: Path) -> None:
     assert feats.shape == (60,) and feats[-1] == 1.0  # classifier layer always in the last slot
 
 
+def test_zoo_dataset_cache_follows_the_files(tiny_zoo: Path, tmp_path: Path) -> None:
+    import shutil
+
+    root = tmp_path / "zoo"
+    (root / "nets").mkdir(parents=True)
+    files = sorted((tiny_zoo / "nets").glob("*.pt"))
+    for f in files[:8]:
+        shutil.copy2(f, root / "nets" / f.name)
+    assert len(ZooDataset(root)) == 8  # writes the cache
+    # the zoo grows (like 604 -> 2,000 networks): the cache is rebuilt with every network
+    for f in files[8:]:
+        shutil.copy2(f, root / "nets" / f.name)
+    grown = ZooDataset(root)
+    assert len(grown) == 12 and [s.index for s in grown.specs] == list(range(12))
+    assert torch.load(root / "processed.pt", weights_only=False)["num_files"] == 12
+    # same file count, one network rewritten: not served from the stale cache
+    rec = torch.load(files[0], weights_only=False)
+    rec["test_acc"] = 0.5
+    torch.save(rec, root / "nets" / files[0].name)
+    assert float(ZooDataset(root)[0].y) == 0.5
+
+
 def test_split_and_tau() -> None:
     specs = [NetSpec(i, "mnist", [2], 3 if i % 3 else 5, "ReLU", 1, 0.1, 0) for i in range(30)]
     train, val, test = split_by_holdout(specs, "kernel_size=5", 0.2, seed=0)
