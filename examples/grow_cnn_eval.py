@@ -52,9 +52,10 @@ def run(rule_path: Optional[str] = None, ms: Sequence[float] = (0.125, 0.25), hs
                     template = factory.template(spec)
                     w, _ = unroll(template, rule, factory.fresh(spec, torch.Generator().manual_seed(seed)),
                                   n_steps, cfg.grow.fire_rate, seed, use_checkpoint=False)
-                    row.append(accuracy(template, w, x, y)[0])
+                    row.append(accuracy(template, factory.network_weight(spec, w), x, y)[0])
                     params[spec] = template.num_edges
                     factory._templates.pop(spec, None)
+                    factory._gains.pop(spec, None)
                 grid.append(row)
             grids[k] = grid
     flat = [v for g in grids.values() for row in g for v in row]

@@ -139,6 +139,7 @@ def run_demo(rule_path: Optional[str | Path] = None, arch: Optional[str] = None,
                       use_checkpoint=False)
     grow_seconds = time.perf_counter() - t0
     graph = factory.graph(arch, (w, h))
+    graph.weight = factory.network_weight(arch, w)  # fan-in scaling / weight standardisation, if any
     grown_acc = _accuracy(lambda x: graph.forward(x), x_test, y_test)
     module = graph.to_module().eval()
     module_acc = _accuracy(module, x_test, y_test)

@@ -84,6 +84,8 @@ class GrowConfig:
         weight_standardization: the network uses each neuron's incoming
             weights standardised (zero mean, unit variance, times the fan-in
             gain); implies ``fan_in_scaling``.
+        hidden_bias: ``False`` fixes hidden neurons' biases at zero in the
+            network (see ``GraphFactory``).
     """
 
     hidden_dim: int = 16
@@ -95,6 +97,7 @@ class GrowConfig:
     fire_rate: float = 0.8
     fan_in_scaling: bool = False
     weight_standardization: bool = False
+    hidden_bias: bool = True
 
 
 @dataclass
@@ -107,9 +110,13 @@ class TrainConfig:
     ``loss_steps``: average the loss over the last few rule steps (stability).
     ``archs_per_step``: architectures grown per meta-step and rank, drawn at
     random from this rank's share (``0`` = all of them).
-    ``out_init_std``: if > 0, re-initialise the rule's last ``nn.Linear`` with
-    ``N(0, out_init_std)`` instead of zeros, so growth does not start at the
-    all-zero-weights saddle (where a ReLU network has no weight gradients).
+    ``out_init_std``: if > 0, re-initialise a rule layer's weight with
+    ``N(0, out_init_std)``, so growth does not start at the all-zero-weights
+    saddle (where a ReLU network has no weight gradients).  Which layer:
+    ``out_init_layer = "last"`` (default, kept so recorded runs reproduce) is
+    the last ``nn.Linear`` in ``rule.modules()`` order -- for ``MLPRule`` and
+    ``WeightTransformer`` that is the head's *hidden* layer, not the update
+    layer; ``"out"`` is the update layer ``rule.out`` itself.
     ``pool_size``: sample-pool slots per architecture (``0`` = no pooling).
     ``zero_out_prob``: probability of zeroing out a pooled starting state.
     """
@@ -126,6 +133,7 @@ class TrainConfig:
     clip_norm: float = 1.0
     loss_steps: int = 1
     out_init_std: float = 0.0
+    out_init_layer: str = "last"
     archs_per_step: int = 0
     pool_size: int = 0
     pool_fresh_prob: float = 0.25
@@ -212,6 +220,8 @@ class MetaConfig:
         hd = self.rule.kwargs.get("hidden_dim")
         if hd is not None and int(hd) != g.hidden_dim:
             raise ValueError(f"rule.kwargs.hidden_dim={hd} differs from grow.hidden_dim={g.hidden_dim}")
+        if t.out_init_layer not in ("last", "out"):
+            raise ValueError(f"train.out_init_layer must be 'last' or 'out', got {t.out_init_layer!r}")
         if t.checkpoint_chunk < 1 or t.loss_steps < 1:
             raise ValueError("train.checkpoint_chunk and train.loss_steps must be >= 1")
 

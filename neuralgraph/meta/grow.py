@@ -51,13 +51,19 @@ class GraphFactory:
             2019, times ``gain``): the rule only has to get the *pattern* of a
             hidden neuron's weights right, not their common offset or scale.
             Output neurons keep plain fan-in scaling (free logit scale).
+        hidden_bias (bool): ``False`` fixes the biases of hidden neurons at
+            zero in the network (output biases stay free).  With standardised
+            (zero-mean) incoming weights a hidden ReLU unit then stays active on
+            part of the data; free hidden biases let meta-training drive whole
+            layers negative and dead (a CNN probe collapsed to loss 2.30 so).
     """
 
     def __init__(self, hidden_dim: int = 16, hidden_init: str = "sinusoidal", code_base: float = 1000.0,
                  input_grid: Optional[Sequence[int]] = None, weight_init: str = "zeros",
                  weight_std: float = 0.0, activation: str = "relu",
                  input_shape: Optional[Tuple[int, ...]] = None, fan_in_scaling: bool = False,
-                 weight_standardization: bool = False) -> None:
+                 weight_standardization: bool = False, hidden_bias: bool = True) -> None:
+        self.hidden_bias = hidden_bias
         self.fan_in_scaling = fan_in_scaling or weight_standardization
         self.weight_standardization = weight_standardization
         self._gains: Dict[str, Tensor] = {}
@@ -101,6 +107,10 @@ class GraphFactory:
 
     def network_weight(self, spec: str | Sequence[int], weight: Tensor) -> Tensor:
         """The network's parameters (``weight * gain``) for a rule-space weight vector."""
+        if not self.hidden_bias:
+            g = self.template(spec)
+            hidden_b = (g.edge_kind == 1) & (g.node_role[g.edge_index[1]] != 2)
+            weight = weight.masked_fill(hidden_b, 0.0)
         if self.weight_standardization:
             g = self.template(spec)
             dst = g.edge_index[1]

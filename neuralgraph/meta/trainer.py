@@ -65,7 +65,7 @@ def factory_from_config(cfg: MetaConfig) -> GraphFactory:
     g = cfg.grow
     return GraphFactory(g.hidden_dim, g.hidden_init, g.code_base, g.input_grid, g.weight_init, g.weight_std,
                         cfg.arch.activation, None if cfg.data.flatten else (1, 28, 28), g.fan_in_scaling,
-                        g.weight_standardization)
+                        g.weight_standardization, g.hidden_bias)
 
 
 def load_rule(path: str | Path) -> Tuple[nn.Module, MetaConfig]:
@@ -106,6 +106,11 @@ class MetaTrainer:
         self.rule = build_rule(cfg)
         if t.out_init_std > 0:
             last = [m for m in self.rule.modules() if isinstance(m, nn.Linear)][-1]
+            if t.out_init_layer == "out":
+                last = getattr(self.rule, "out", None)
+                if not isinstance(last, nn.Linear):
+                    raise ValueError(f"train.out_init_layer='out' needs rule.out to be an nn.Linear "
+                                     f"({type(self.rule).__name__} has none)")
             with torch.no_grad():
                 last.weight.normal_(0.0, t.out_init_std)
         D.broadcast_module(self.rule)

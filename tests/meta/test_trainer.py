@@ -108,3 +108,47 @@ def test_weight_standardization_and_saved_module_agree():
     x = torch.randn(4, 6)
     assert torch.allclose(f.module(spec, w)(x), tmpl.forward(x, weight=net), atol=1e-6)
     assert torch.allclose(f.gain(spec)[tmpl.edge_kind == 1], torch.ones(5 + 4 + 3))
+
+
+def test_weight_standardization_of_conv_layers_is_per_output_channel_over_c_k_k():
+    """Conv weights W[o, c, u, v]: one standardisation per output channel o over its C*k*k
+    incoming weights (kernel positions included), gain 1/sqrt(C*k*k); the dense layer after
+    Flatten standardises over C*H*W, the output layer keeps plain fan-in scaling."""
+    f = GraphFactory(hidden_dim=5, weight_standardization=True, weight_init="normal", weight_std=1.0,
+                     input_shape=(1, 28, 28))
+    spec = "cnn:m=0.125,k=3,h=8"
+    w, _ = f.fresh(spec, torch.Generator().manual_seed(0))
+    tmpl = f.template(spec)
+    mod = f.module(spec, w)
+    convs = [m for m in mod if isinstance(m, torch.nn.Conv2d)]
+    lins = [m for m in mod if isinstance(m, torch.nn.Linear)]
+    for conv in convs + lins[:1]:
+        wt = conv.weight.flatten(1)  # [O, fan_in]
+        z = wt * wt.size(1) ** 0.5  # undo the fan-in gain
+        assert torch.allclose(z.mean(1), torch.zeros(z.size(0)), atol=1e-5)
+        assert torch.allclose(z.var(1, unbiased=False), torch.ones(z.size(0)), atol=1e-3)
+    assert convs[1].weight.shape[1:] == (4, 3, 3)  # fan-in 4 * 3 * 3 = 36
+    out = lins[-1].weight * lins[-1].weight.size(1) ** 0.5
+    assert not torch.allclose(out.mean(1), torch.zeros(10), atol=1e-3)  # output layer free
+    x = torch.randn(3, 1, 28, 28)
+    assert torch.allclose(mod(x), tmpl.forward(x, weight=f.network_weight(spec, w)), atol=1e-5)
+
+
+@pytest.mark.parametrize("layer", ["last", "out"])
+def test_out_init_layer_picks_the_reinitialised_layer(tmp_path, layer):
+    cfg = MetaConfig.from_dict(tiny_config(tmp_path, out_init_std=0.02, out_init_layer=layer))
+    rule = MetaTrainer(cfg).rule
+    out_changed = bool(rule.out.weight.abs().sum() > 0)  # MLPRule's update layer starts at zero
+    assert out_changed == (layer == "out")
+    with pytest.raises(ValueError, match="out_init_layer"):
+        MetaConfig.from_dict(tiny_config(tmp_path, out_init_layer="first"))
+
+
+def test_hidden_bias_false_zeroes_hidden_biases_only():
+    f = GraphFactory(hidden_dim=4, weight_standardization=True, weight_init="normal", weight_std=1.0,
+                     hidden_bias=False)
+    spec = "6-5-4-3"
+    w, _ = f.fresh(spec, torch.Generator().manual_seed(0))
+    lin = [m for m in f.module(spec, w) if isinstance(m, torch.nn.Linear)]
+    assert torch.equal(lin[0].bias, torch.zeros(5)) and torch.equal(lin[1].bias, torch.zeros(4))
+    assert lin[2].bias.abs().sum() > 0  # output biases stay free
