@@ -117,6 +117,9 @@ class TrainConfig:
     the last ``nn.Linear`` in ``rule.modules()`` order -- for ``MLPRule`` and
     ``WeightTransformer`` that is the head's *hidden* layer, not the update
     layer; ``"out"`` is the update layer ``rule.out`` itself.
+    ``init_rule``: start from the rule weights of this trainer checkpoint or
+    ``rule.pt`` (same rule class and kwargs) instead of a fresh rule -- a
+    second stage of meta-training, e.g. on more architectures.
     ``pool_size``: sample-pool slots per architecture (``0`` = no pooling).
     ``zero_out_prob``: probability of zeroing out a pooled starting state.
     """
@@ -134,6 +137,7 @@ class TrainConfig:
     loss_steps: int = 1
     out_init_std: float = 0.0
     out_init_layer: str = "last"
+    init_rule: Optional[str] = None
     archs_per_step: int = 0
     pool_size: int = 0
     pool_fresh_prob: float = 0.25

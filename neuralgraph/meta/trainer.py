@@ -113,6 +113,13 @@ class MetaTrainer:
                                      f"({type(self.rule).__name__} has none)")
             with torch.no_grad():
                 last.weight.normal_(0.0, t.out_init_std)
+        if t.init_rule:
+            start, _ = load_rule(t.init_rule)
+            try:
+                self.rule.load_state_dict(start.state_dict())
+            except RuntimeError as exc:
+                raise CheckpointError(f"train.init_rule {t.init_rule} does not fit rule {cfg.rule.name} "
+                                      f"{cfg.rule.kwargs}: {exc}") from exc
         D.broadcast_module(self.rule)
         self.params = [p for p in self.rule.parameters() if p.requires_grad]
         self.opt = torch.optim.Adam(self.params, lr=t.lr, weight_decay=t.weight_decay)

@@ -152,3 +152,16 @@ def test_hidden_bias_false_zeroes_hidden_biases_only():
     lin = [m for m in f.module(spec, w) if isinstance(m, torch.nn.Linear)]
     assert torch.equal(lin[0].bias, torch.zeros(5)) and torch.equal(lin[1].bias, torch.zeros(4))
     assert lin[2].bias.abs().sum() > 0  # output biases stay free
+
+
+def test_init_rule_starts_from_a_saved_rule(tmp_path):
+    first = MetaTrainer(MetaConfig.from_dict(tiny_config(tmp_path / "a", meta_steps=2, pool_size=0)))
+    first.fit()
+    cfg = MetaConfig.from_dict(tiny_config(tmp_path / "b", init_rule=str(tmp_path / "a" / "rule.pt")))
+    second = MetaTrainer(cfg)
+    for p, q in zip(first.rule.parameters(), second.rule.parameters()):
+        assert torch.equal(p, q)
+    bad = tiny_config(tmp_path / "c", init_rule=str(tmp_path / "a" / "rule.pt"))
+    bad["rule"]["kwargs"]["width"] = 16
+    with pytest.raises(Exception, match="does not fit"):
+        MetaTrainer(MetaConfig.from_dict(bad))
