@@ -2,20 +2,27 @@ r"""The Weight Transformer rule (Barot, "Self-Organized CNNs using MetaNCA with 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from neuralgraph.rules.base import check_hidden, edge_state, init_update_layer, register
-from neuralgraph.rules.layout import block_layout
+from neuralgraph.rules.layout import DenseBlock, block_layout
 from neuralgraph.rules.linear_attention import (
     Chunk,
     NodeStates,
     accumulate,
+    chunk_workers,
     chunks,
+    merge_states,
+    parallel_chunks,
     contract,
     phi,
+    cached_block_tables,
     rope_angles,
-    rope_rotate,
+    rope_apply,
+    rope_factors,
 )
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
@@ -79,6 +86,11 @@ class WeightTransformer(MessagePassing):
             (std ``0.01``) to leave the all-zero-weights saddle. (default: ``True``)
         min_dense (int, optional): parameter tensors with fewer edges use the
             scatter path (less per-op overhead on small graphs). (default: ``4096``)
+        workers (int, optional): without autograd on CPU, threads that each
+            process whole chunks with one intra-op thread (many small ops
+            scale poorly with torch's intra-op threading). ``None``: torch's
+            thread count; ``1``: one chunk at a time. Results agree to float
+            rounding for any value. (default: ``None``)
 
     Shapes:
         - **input:** graph (or Batch) with ``weight`` :math:`(|E|)`, ``hidden``
@@ -91,7 +103,7 @@ class WeightTransformer(MessagePassing):
                  head_axes: Optional[Sequence[int]] = None, rope_base: float = 100.0,
                  normalize: bool = True, update_scale: float = 0.1, chunk_size: int = 16384,
                  checkpointing: bool = False, eps: float = 1e-6, min_dense: int = 4096,
-                 zero_init: bool = True) -> None:
+                 zero_init: bool = True, workers: Optional[int] = None) -> None:
         super().__init__(aggr="sum", node_dim=0)
         if head_dim % 2:
             raise ValueError(f"head_dim must be even for RoPE, got {head_dim}")
@@ -115,6 +127,7 @@ class WeightTransformer(MessagePassing):
         self.checkpointing = checkpointing
         self.min_dense = min_dense
         self.zero_init = zero_init
+        self.workers = workers
         self.eps = eps
         d_in, dim = 1 + hidden_dim, heads * head_dim
         self.dim = dim
@@ -141,22 +154,70 @@ class WeightTransformer(MessagePassing):
         """Per head, the rotation axis or ``-1`` when that axis' RoPE is off."""
         return tuple(a if self.rope[a] else -1 for a in self.head_axes)
 
-    def _phi_rot(self, graph: object, sl: slice, x: Tensor) -> Tuple[Tensor, Tensor]:
-        """``phi`` of a ``[n, 2D]`` (forward | backward) query/key, unrotated and rotated."""
-        px = phi(x)  # (n, 2D)
+    def _rope(self, graph: object, chunk: Chunk, dtype: torch.dtype) -> Optional[Tensor]:
+        """Unit complex RoPE factors ``[n, heads, head_dim / 2]`` of a chunk's edges (``None``:
+        no head rotates).  Dense blocks use cached separable row/column tables, so no sines or
+        cosines are evaluated per step; other blocks compute them from ``edge_pos``."""
         axes = self.active_axes
         if all(a < 0 for a in axes):
+            return None
+        b, rows, sl = chunk
+        if isinstance(b, DenseBlock):
+            tables = cached_block_tables(graph, b, axes, self.head_dim, self.rope_base, dtype)
+            if tables is not None:
+                r, c = tables  # (O, 1, 1, h, d/2), (1, C*R, 2, h, d/2)
+                # full-shape factors [n, 2 (forward | backward), h, d/2]: torch's complex product
+                # is several times faster without broadcasting over the inner axes
+                return (r[rows] * c).view(-1, 2, self.heads, self.head_dim // 2)
+        return rope_factors(rope_angles(graph.edge_pos[sl], axes, self.head_dim,  # type: ignore
+                                        self.rope_base, dtype))
+
+    def _phi_rot(self, graph: object, chunk: Chunk, x: Tensor) -> Tuple[Tensor, Tensor]:
+        """``phi`` of a ``[n, 2D]`` (forward | backward) query/key, unrotated and rotated."""
+        px = phi(x)  # (n, 2D)
+        factors = self._rope(graph, chunk, px.dtype)
+        if factors is None:
             return px, px
-        ang = rope_angles(graph.edge_pos[sl], axes, self.head_dim, self.rope_base, x.dtype)  # type: ignore
         n = px.size(0)
-        rot = rope_rotate(px.view(n, 2, self.heads, self.head_dim), ang).view(n, 2 * self.dim)
+        rot = rope_apply(px.view(n, 2, self.heads, self.head_dim), factors).view(n, 2 * self.dim)
         return px, rot
 
-    def _keys(self, graph: object, chunk: Chunk, fwd: NodeStates, bwd: NodeStates) -> None:
+    @torch.no_grad()
+    def _fold(self) -> "_Folded":
+        """No-grad forms of the parameters (see :class:`_Folded`), made once per call."""
+        dim = self.dim
+        qu_bias = self.qu.bias.clone()
+        qu_bias[2 * dim:] += self.proj.bias  # z = u + W_o a + b_o: b_o joins u's bias
+        w = self.proj.weight
+        m1, c1 = _fold_norm(self.norm1, self.ff[0])
+        m2, c2 = _fold_norm(self.norm2, self.head[0])
+        ones = w.new_full((dim, 1), 1.0 / dim)
+        return _Folded(
+            kv=self.kv.weight[:, 1:].t().contiguous(), kv_w=self.kv.weight[:, 0].contiguous(),
+            kv_bias=self.kv.bias, qu=self.qu.weight[:, 1:].t().contiguous(),
+            qu_w=self.qu.weight[:, 0].contiguous(), qu_bias=qu_bias,
+            proj_f=w[:, :dim].t().contiguous(), proj_b=w[:, dim:].t().contiguous(),
+            norm1=m1, bias1=c1, eps1=self.norm1.eps, ff_out=self.ff[2].weight.t().contiguous(),
+            ff_bias=self.ff[2].bias, norm2=m2, bias2=c2, eps2=self.norm2.eps,
+            out=self.out.weight.t().contiguous(), out_bias=self.out.bias, mean=ones)
+
+    @staticmethod
+    def _project(graph: object, sl: slice, lin: nn.Linear, folded: Optional[Tuple[Tensor, ...]]) -> Tensor:
+        """``lin([w, h])`` for the edges ``sl``; folded ``(W_h^T, W_w, b)``: ``b + h W_h^T + w W_w``
+        without building ``[w, h]`` (a K = H matrix product and a rank-1 update)."""
+        if folded is None:
+            return lin(edge_state(graph, sl))
+        wh, ww, b = folded
+        w, h = graph.weight[sl], graph.hidden[sl]  # type: ignore[attr-defined]
+        return torch.addmm(b, h, wh).addcmul_(w.unsqueeze(1), ww)
+
+    def _keys(self, graph: object, chunk: Chunk, fwd: NodeStates, bwd: NodeStates,
+              fold: Optional["_Folded"] = None) -> None:
         """Pass 1 for one chunk: add its keys and values to the node states."""
         sl, dim = chunk[2], self.dim
-        kv = self.kv(edge_state(graph, sl))  # (n, 4D): k_f | k_b | v_f | v_b
-        k, k_rot = self._phi_rot(graph, sl, kv[:, :2 * dim])
+        kv = self._project(graph, sl, self.kv, None if fold is None else (fold.kv, fold.kv_w, fold.kv_bias))
+        # kv: (n, 4D) = k_f | k_b | v_f | v_b
+        k, k_rot = self._phi_rot(graph, chunk, kv[:, :2 * dim])
         accumulate(chunk, (k_rot[:, :dim], k_rot[:, dim:]), (k[:, :dim], k[:, dim:]),
                    (kv[:, 2 * dim:3 * dim], kv[:, 3 * dim:]), fwd, bwd, not torch.is_grad_enabled())
 
@@ -168,20 +229,30 @@ class WeightTransformer(MessagePassing):
         return fwd.s, fwd.z, bwd.s, bwd.z
 
     def _update(self, graph: object, chunk: Chunk, s_f: Tensor, z_f: Tensor, s_b: Tensor,
-                z_b: Tensor) -> Tensor:
+                z_b: Tensor, fold: Optional["_Folded"] = None) -> Tensor:
         """Pass 2 for one chunk: attention, residual block and head -> ``[n, 1+H]``."""
         sl, dim = chunk[2], self.dim
-        qu = self.qu(edge_state(graph, sl))  # (n, 3D): q_f | q_b | u
-        q, q_rot = self._phi_rot(graph, sl, qu[:, :2 * dim])
+        qu = self._project(graph, sl, self.qu, None if fold is None else (fold.qu, fold.qu_w, fold.qu_bias))
+        # qu: (n, 3D) = q_f | q_b | u
+        q, q_rot = self._phi_rot(graph, chunk, qu[:, :2 * dim])
         a_f, a_b = contract(chunk, (q_rot[:, :dim], q_rot[:, dim:]), (q[:, :dim], q[:, dim:]),
                             (s_f, z_f), (s_b, z_b), self.heads, self.eps, self.normalize)
+        if fold is not None:
+            return self._update_folded(qu[:, 2 * dim:], a_f, a_b, fold)
         w = self.proj.weight  # (D, 2D)
         z = torch.addmm(qu[:, 2 * dim:] + self.proj.bias, a_f, w[:, :dim].t())
         z = torch.addmm(z, a_b, w[:, dim:].t())
         z = z + self.ff(self.norm1(z))
         out = self.head(self.norm2(z))
-        if torch.is_grad_enabled():
-            return torch.tanh(out) * self.update_scale
+        return torch.tanh(out) * self.update_scale
+
+    def _update_folded(self, u: Tensor, a_f: Tensor, a_b: Tensor, fold: "_Folded") -> Tensor:
+        """The no-grad tail of :meth:`_update`: same function, fewer and larger ops."""
+        z = torch.addmm(u, a_f, fold.proj_f).addmm_(a_b, fold.proj_b)
+        h = F.gelu(_norm_linear(z, fold.norm1, fold.bias1, fold.mean, fold.eps1))
+        z.addmm_(h, fold.ff_out).add_(fold.ff_bias)
+        h = F.gelu(_norm_linear(z, fold.norm2, fold.bias2, fold.mean, fold.eps2))
+        out = torch.addmm(fold.out_bias, h, fold.out)
         # tanh(x) = 2 sigmoid(2x) - 1: sigmoid is several times faster than tanh on CPU
         s = self.update_scale
         return torch.sigmoid(out.mul_(2.0)).mul_(2.0 * s).sub_(s)
@@ -195,10 +266,11 @@ class WeightTransformer(MessagePassing):
         blocks = block_layout(graph, self.min_dense)
         num_nodes = graph.num_nodes  # type: ignore[attr-defined]
         weight = graph.weight  # type: ignore[attr-defined]
-        fwd, bwd = NodeStates(num_nodes, self.dim, weight), NodeStates(num_nodes, self.dim, weight)
-        grad = torch.is_grad_enabled()
-        ckpt = self.checkpointing and grad
         parts = list(chunks(blocks, self.chunk_size))
+        if not torch.is_grad_enabled():
+            return self._forward_no_grad(graph, parts, num_nodes, weight)
+        fwd, bwd = NodeStates(num_nodes, self.dim, weight), NodeStates(num_nodes, self.dim, weight)
+        ckpt = self.checkpointing
         self._num_nodes = num_nodes
         for c in parts:  # pass 1: node states
             if ckpt:
@@ -208,17 +280,92 @@ class WeightTransformer(MessagePassing):
                 self._keys(graph, c, fwd, bwd)
         s_f, z_f = fwd.finalize(self.heads, self.head_dim)
         s_b, z_b = bwd.finalize(self.heads, self.head_dim)
-        if grad:  # pass 2: per-edge updates
-            outs: List[Tensor] = [
-                checkpoint(self._update, graph, c, s_f, z_f, s_b, z_b, use_reentrant=False)
-                if ckpt else self._update(graph, c, s_f, z_f, s_b, z_b) for c in parts]
-            out = torch.cat(outs) if len(outs) > 1 else outs[0]
-            return out[:, 0], out[:, 1:]
+        outs: List[Tensor] = [  # pass 2: per-edge updates
+            checkpoint(self._update, graph, c, s_f, z_f, s_b, z_b, use_reentrant=False)
+            if ckpt else self._update(graph, c, s_f, z_f, s_b, z_b) for c in parts]
+        out = torch.cat(outs) if len(outs) > 1 else outs[0]
+        return out[:, 0], out[:, 1:]
+
+    def _forward_no_grad(self, graph: object, parts: List[Chunk], num_nodes: int,
+                         weight: Tensor) -> RuleOutput:
+        """Inference: folded parameters, outputs written in place, and on CPU whole chunks
+        spread over ``workers`` threads (per-thread node states summed after pass 1)."""
+        fold = self._fold()
+        workers = chunk_workers(self.workers, weight, len(parts))
+        groups = [parts[i::workers] for i in range(workers)]
+        states = [(NodeStates(num_nodes, self.dim, weight), NodeStates(num_nodes, self.dim, weight))
+                  for _ in groups]
+
+        def keys(i: int) -> None:
+            for c in groups[i]:
+                self._keys(graph, c, *states[i], fold=fold)
+
+        parallel_chunks(keys, workers)
+        fwd, bwd = merge_states(states)
+        s_f, z_f = fwd.finalize(self.heads, self.head_dim)
+        s_b, z_b = bwd.finalize(self.heads, self.head_dim)
         out = weight.new_empty(weight.numel(), 1 + self.hidden_dim)
-        for c in parts:
-            out[c[2]] = self._update(graph, c, s_f, z_f, s_b, z_b)
+
+        def update(i: int) -> None:
+            for c in groups[i]:
+                out[c[2]] = self._update(graph, c, s_f, z_f, s_b, z_b, fold=fold)
+
+        parallel_chunks(update, workers)
         return out[:, 0], out[:, 1:]
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.hidden_dim}, heads={self.heads}, "
                 f"head_dim={self.head_dim}, rope={all(self.rope) if len(set(self.rope)) == 1 else self.rope})")
+
+
+@dataclass
+class _Folded:
+    """Inference-time forms of the WeightTransformer's parameters.
+
+    The input projections are split into a ``K = H`` matrix product over the
+    hidden states and a rank-1 update with the weight (no ``[w, h]`` copy),
+    ``proj``'s bias joins ``u``'s, and each LayerNorm is
+    folded into the linear layer after it:
+    ``Linear(LN(z)) = rstd * (z @ [C | C (W g)^T])[:, D:] + (W beta + b)`` with the
+    centring matrix ``C = I - 1/D`` and ``rstd = 1 / sqrt(mean((z C)^2) + eps)``.
+    """
+
+    kv: Tensor  # (H, 4D): hidden-state rows of kv's weight, transposed
+    kv_w: Tensor  # (4D,): its weight column
+    kv_bias: Tensor  # (4D,)
+    qu: Tensor  # (H, 3D)
+    qu_w: Tensor  # (3D,)
+    qu_bias: Tensor  # (3D,): with proj's bias added to u's
+    proj_f: Tensor  # (D, D)
+    proj_b: Tensor  # (D, D)
+    norm1: Tensor  # (D, D + ff)
+    bias1: Tensor  # (ff,)
+    eps1: float
+    ff_out: Tensor  # (ff, D)
+    ff_bias: Tensor  # (D,)
+    norm2: Tensor  # (D, D + head_width)
+    bias2: Tensor  # (head_width,)
+    eps2: float
+    out: Tensor  # (head_width, 1+H)
+    out_bias: Tensor  # (1+H,)
+    mean: Tensor  # (D, 1), entries 1/D
+
+
+def _fold_norm(norm: nn.LayerNorm, lin: nn.Linear) -> Tuple[Tensor, Tensor]:
+    """``[C | C (W g)^T]`` and ``W beta + b`` of ``lin(norm(z))`` (see :class:`_Folded`)."""
+    dim = norm.normalized_shape[0]
+    w = lin.weight
+    g = norm.weight if norm.weight is not None else w.new_ones(dim)
+    beta = norm.bias if norm.bias is not None else w.new_zeros(dim)
+    c = torch.eye(dim, dtype=w.dtype, device=w.device) - 1.0 / dim
+    return torch.cat([c, c @ (w * g).t()], 1), w @ beta + lin.bias
+
+
+def _norm_linear(z: Tensor, m: Tensor, c: Tensor, mean: Tensor, eps: float) -> Tensor:
+    """``lin(norm(z))`` from :func:`_fold_norm`'s ``(m, c)``: one matrix product for the centred
+    input and the output, one for the variance."""
+    dim = mean.size(0)
+    y = z @ m
+    xc = y[:, :dim]
+    rstd = ((xc * xc) @ mean).add_(eps).rsqrt_()
+    return torch.addcmul(c, y[:, dim:], rstd)

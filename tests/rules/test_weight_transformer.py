@@ -7,9 +7,13 @@ import torch
 from neuralgraph.rules import WeightTransformer
 from neuralgraph.rules.layout import DenseBlock, ScatterBlock, block_layout
 from neuralgraph.rules.linear_attention import (
+    chunks,
+    head_dot,
     neighbourhood_attention,
     phi,
     rope_angles,
+    rope_block_tables,
+    rope_factors,
     rope_rotate,
     scatter_attention,
 )
@@ -118,12 +122,14 @@ def test_block_attention_matches_scatter_reference() -> None:
     qr, kr = (rope_rotate(t.view(e, heads, d), ang).view(e, -1) for t in (q, k))
     blocks = block_layout(graph, min_dense=0)
     assert any(isinstance(b, DenseBlock) for b in blocks)
-    a_f, a_b = neighbourhood_attention(blocks, graph.num_nodes, heads, (qr, qr), (q, q),
-                                       (kr, kr), (k, k), (v, v), chunk_size=50)
     ref_f = scatter_attention(graph.edge_index, graph.num_nodes, heads, qr, q, kr, k, v, forward=True)
     ref_b = scatter_attention(graph.edge_index, graph.num_nodes, heads, qr, q, kr, k, v, forward=False)
-    torch.testing.assert_close(a_f, ref_f)
-    torch.testing.assert_close(a_b, ref_b)
+    for grad in (True, False):  # no grad: chunks spread over threads, outputs written in place
+        with torch.set_grad_enabled(grad):
+            a_f, a_b = neighbourhood_attention(blocks, graph.num_nodes, heads, (qr, qr), (q, q),
+                                               (kr, kr), (k, k), (v, v), chunk_size=50)
+        torch.testing.assert_close(a_f, ref_f)
+        torch.testing.assert_close(a_b, ref_b)
 
 
 def _edge_map(g0: ng.NeuralGraph, g1: ng.NeuralGraph, mapping: torch.Tensor) -> torch.Tensor:
@@ -194,3 +200,72 @@ def test_errors() -> None:
         WeightTransformer(4, rope=(True, False))
     with pytest.raises(ValueError, match="not data-conditioned"):
         WeightTransformer(4).double()(graph, torch.zeros(1))
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_no_grad_fast_path_matches_reference(seed: int, workers: int) -> None:
+    """The inference path (folded LayerNorms and biases, cached RoPE tables, chunks spread over
+    threads) equals the per-edge reference and the autograd path."""
+    graph, _ = small_graph(seed, limit=400)
+    rule = _random_rule(workers=workers, chunk_size=17)
+    assert len(list(chunks(block_layout(graph, 0), 17))) >= 2 * workers  # threads really used
+    rw, rh = reference_weight_transformer(rule, graph)
+    with torch.no_grad():
+        nw, nh = rule(graph)
+    gw, gh = rule(graph)  # autograd path (module layers, no folding)
+    for a, b in ((nw, rw), (nh, rh), (gw.detach(), rw), (gh.detach(), rh)):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-8)
+
+
+def test_no_grad_float32_close_to_float64() -> None:
+    graph, _ = small_graph(3, limit=400)
+    rule = _random_rule(chunk_size=17)
+    with torch.no_grad():
+        w64, h64 = rule(graph)
+        g32 = graph.clone()
+        g32.weight, g32.hidden = graph.weight.float(), graph.hidden.float()
+        w32, h32 = rule.float()(g32)
+    torch.testing.assert_close(w32.double(), w64, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(h32.double(), h64, atol=1e-5, rtol=1e-4)
+
+
+def test_rope_block_tables_match_angles_and_fall_back() -> None:
+    model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 4 * 4, 5))
+    graph = ng.to_neural_graph(model, hidden_dim=4, input_shape=(2, 6, 6))
+    axes, d = (0, 1, 2, 3, 4, -1), 4
+    dense = [b for b in block_layout(graph, 0) if isinstance(b, DenseBlock)]
+    assert any(b.R > 1 for b in dense)
+    for b in dense:
+        rows, cols = rope_block_tables(graph.edge_pos, b, axes, d, 100.0)
+        got = (rows.unsqueeze(1) * cols.unsqueeze(0)).reshape(-1, len(axes), d // 2)
+        sl = slice(b.offset, b.offset + b.numel)
+        want = rope_factors(rope_angles(graph.edge_pos[sl], axes, d, 100.0))
+        torch.testing.assert_close(got, want, atol=0, rtol=0)
+    # a position that depends on both row and column is not separable
+    b = max(dense, key=lambda b: b.numel)
+    pos = graph.edge_pos.clone()
+    pos[b.offset, 0] += 1
+    assert rope_block_tables(pos, b, axes, d, 100.0) is None
+    # ... and the rule then computes the factors from edge_pos, still matching the reference
+    g2 = graph.clone()
+    g2.edge_pos = pos
+    g2.weight, g2.hidden = g2.weight.double(), torch.randn(g2.hidden.shape, dtype=torch.float64)
+    rule = _random_rule(chunk_size=40)
+    rw, rh = reference_weight_transformer(rule, g2)
+    with torch.no_grad():
+        nw, nh = rule(g2)
+    torch.testing.assert_close(nw, rw, atol=1e-10, rtol=1e-8)
+    torch.testing.assert_close(nh, rh, atol=1e-10, rtol=1e-8)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_phi_fast_form_and_head_dot(dtype: torch.dtype) -> None:
+    x = torch.cat([torch.linspace(-30, 30, 1001, dtype=dtype), torch.zeros(3, dtype=dtype)])
+    with torch.no_grad():
+        fast = phi(x)
+    want = torch.nn.functional.elu(x) + 1
+    tol = 1e-6 if dtype == torch.float32 else 1e-13
+    torch.testing.assert_close(fast, want, atol=tol, rtol=tol)
+    a, b = torch.randn(7, 3, 4, dtype=dtype), torch.randn(7, 1, 4, dtype=dtype)
+    torch.testing.assert_close(head_dot(a, b), (a * b).sum(-1))
