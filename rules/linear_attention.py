@@ -266,8 +266,8 @@ def accumulate(chunk: Chunk, k_rot: Tuple[Tensor, Tensor], k: Tuple[Tensor, Tens
         o = rows.stop - rows.start
         dim = v[0].size(-1)
         # by source: contract over (o, r), batch over c
-        if b.R == 1:
-            s_f = torch.einsum("ocD,ocE->cDE", k_rot[0].view(o, b.C, dim), v[0].view(o, b.C, dim))
+        if b.R == 1:  # batched over c straight from strided views (einsum would copy both)
+            s_f = torch.bmm(k_rot[0].view(o, b.C, dim).permute(1, 2, 0), v[0].view(o, b.C, dim).permute(1, 0, 2))
         else:
             s_f = torch.einsum("ocrD,ocrE->cDE", k_rot[0].view(o, b.C, b.R, dim),
                                v[0].view(o, b.C, b.R, dim))
@@ -298,8 +298,8 @@ def contract(chunk: Chunk, q_rot: Tuple[Tensor, Tensor], q: Tuple[Tensor, Tensor
         o, k = rows.stop - rows.start, b.C * b.R
         tgt, src = b.dst_index(rows), b.src_index()
         num_f = torch.bmm(q_rot[0].view(o, k, dim), fwd[0][tgt])  # (o, CR, D)
-        if b.R == 1:
-            num_b = torch.einsum("ocD,cDE->ocE", q_rot[1].view(o, b.C, dim), bwd[0][src])
+        if b.R == 1:  # (c, o, D) batched product from a strided view, then back to (o, c)
+            num_b = torch.bmm(q_rot[1].view(o, b.C, dim).transpose(0, 1), bwd[0][src]).transpose(0, 1)
         else:
             num_b = torch.einsum("ocrD,cDE->ocrE", q_rot[1].view(o, b.C, b.R, dim), bwd[0][src])
         num_f, num_b = num_f.reshape(-1, dim), num_b.reshape(-1, dim)
