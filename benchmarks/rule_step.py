@@ -103,6 +103,8 @@ def bench_rule(name: str, graph: ng.NeuralGraph, widths: List[int], peak: float,
     total = flops * graph.num_edges
     return {
         "rule": repr(rule),
+        # the WeightTransformer's no-grad forward spreads chunks over this many threads
+        "inference_threads": (getattr(rule, "workers", None) or torch.get_num_threads()) if name == "wt" else None,
         "seconds_per_step": round(t, 4),
         "seconds_per_step_grad": round(t_grad, 4),
         "gflop_per_step": round(total / 1e9, 2),

@@ -2,10 +2,12 @@ r"""The MetaNCA MLP rule (Barot, ALIFE 2024): an MLP over mean neighbourhood sig
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 from neuralgraph.rules.base import check_hidden, edge_state, init_update_layer, register
+from neuralgraph.rules.layout import Block, DenseBlock, block_layout
+from neuralgraph.rules.linear_attention import chunk_workers, parallel_chunks
 from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 
@@ -40,6 +42,9 @@ class MLPRule(MessagePassing):
         update_scale (float, optional): scale of the output (``dw``, ``dh``).
             (default: ``1.0``)
         chunk_size (int, optional): edges processed at once. (default: ``16384``)
+        workers (int, optional): without autograd on CPU, threads that each
+            process whole chunks with one intra-op thread. ``None``: torch's
+            thread count; ``1``: one chunk at a time. (default: ``None``)
         zero_init (bool, optional): zero-initialise the last layer, so a fresh
             rule is the identity update.  ``False`` starts it small and random
             (std ``0.01``), which lets meta-training leave the all-zero-weights
@@ -53,7 +58,8 @@ class MLPRule(MessagePassing):
 
     def __init__(self, hidden_dim: int = 16, width: int = 64, depth: int = 2,
                  data_conditioned: bool = False, update_scale: float = 1.0,
-                 chunk_size: int = 16384, zero_init: bool = True) -> None:
+                 chunk_size: int = 16384, zero_init: bool = True,
+                 workers: Optional[int] = None) -> None:
         super().__init__(aggr="mean", node_dim=0)
         self.hidden_dim = hidden_dim
         self.width = width
@@ -61,6 +67,7 @@ class MLPRule(MessagePassing):
         self.data_conditioned = data_conditioned
         self.update_scale = update_scale
         self.chunk_size = chunk_size
+        self.workers = workers
         self.zero_init = zero_init
         in_dim = 3 * (1 + hidden_dim) + (2 if data_conditioned else 0)
         layers: List[nn.Module] = []
@@ -107,11 +114,9 @@ class MLPRule(MessagePassing):
     def _node_signals(self, graph: object, x: Optional[Tensor]) -> tuple:
         """Node means of in-edge and out-edge states ``[V, 1+H]`` and activations."""
         check_hidden(graph, self.hidden_dim, self.__class__.__name__)
-        edge_index = graph.edge_index  # type: ignore[attr-defined]
-        n = graph.num_nodes  # type: ignore[attr-defined]
-        state = edge_state(graph)  # (E, 1+H)
-        node_in = self.propagate(edge_index, edge_attr=state, size=(n, n))  # mean of in-edges
-        node_out = self.propagate(edge_index.flip(0), edge_attr=state, size=(n, n))  # of out-edges
+        # means of in-edge / out-edge states (a mean scatter over edge_index's targets / sources),
+        # computed as dense block sums (tests check the two agree)
+        node_in, node_out = _node_means(graph, block_layout(graph))
         act = None
         if self.data_conditioned:
             if x is None:
@@ -127,21 +132,57 @@ class MLPRule(MessagePassing):
         signals = self._node_signals(graph, x)
         weight = graph.weight  # type: ignore[attr-defined]
         num_edges = weight.numel()
-        outs: List[Tensor] = []
-        out = None if torch.is_grad_enabled() else weight.new_empty(num_edges, 1 + self.hidden_dim)
         # edges in cache-sized chunks: node signals are gathered per chunk
-        for s0 in range(0, num_edges, self.chunk_size):
-            sl = slice(s0, min(num_edges, s0 + self.chunk_size))
-            y = self.mlp(self._perceive_edges(graph, sl, *signals))
-            if out is None:
-                outs.append(y)
-            else:
-                out[sl] = y
-        if out is None:
+        parts = [slice(s0, min(num_edges, s0 + self.chunk_size))
+                 for s0 in range(0, num_edges, self.chunk_size)]
+        if torch.is_grad_enabled():
+            outs: List[Tensor] = [self.mlp(self._perceive_edges(graph, sl, *signals)) for sl in parts]
             out = torch.cat(outs) if len(outs) > 1 else outs[0]
-        out = out * self.update_scale
+            out = out * self.update_scale
+            return out[:, 0], out[:, 1:]
+        # inference: outputs written in place; on CPU whole chunks spread over threads
+        out = weight.new_empty(num_edges, 1 + self.hidden_dim)
+        workers = chunk_workers(self.workers, weight, len(parts))
+
+        def run(i: int) -> None:
+            for sl in parts[i::workers]:
+                out[sl] = self.mlp(self._perceive_edges(graph, sl, *signals)).mul_(self.update_scale)
+
+        parallel_chunks(run, workers)
         return out[:, 0], out[:, 1:]
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.hidden_dim}, width={self.width}, "
                 f"depth={self.depth}, data_conditioned={self.data_conditioned})")
+
+
+def _node_means(graph: object, blocks: List[Block]) -> Tuple[Tensor, Tensor]:
+    """Means of the edge states ``[w, h]`` entering and leaving every node, ``[V, 1+H]`` each
+    (0 for nodes without such edges): what ``propagate`` with ``aggr="mean"`` gives, computed
+    per :class:`~neuralgraph.rules.layout.DenseBlock` as row and column sums (no scatter, no
+    ``[E, 1+H]`` copy) and by ``index_add`` on scatter blocks."""
+    w, h = graph.weight, graph.hidden  # type: ignore[attr-defined]
+    n = graph.num_nodes  # type: ignore[attr-defined]
+    d = 1 + h.size(1)
+    s_in, s_out = w.new_zeros(n, d), w.new_zeros(n, d)
+    c_in, c_out = w.new_zeros(n), w.new_zeros(n)
+    grad = torch.is_grad_enabled()
+
+    def add(acc: Tensor, ids: Tensor, val: Tensor) -> Tensor:
+        return acc.index_add(0, ids, val) if grad else acc.index_add_(0, ids, val)
+
+    for b in blocks:
+        sl = slice(b.offset, b.offset + b.numel)
+        if isinstance(b, DenseBlock):
+            w3, h3 = w[sl].view(b.O, b.C, b.R), h[sl].view(b.O, b.C, b.R, d - 1)
+            rows = torch.cat([w3.sum((1, 2)).unsqueeze(1), h3.sum((1, 2))], 1)  # (O, 1+H)
+            cols = torch.cat([w3.sum((0, 2)).unsqueeze(1), h3.sum((0, 2))], 1)  # (C, 1+H)
+            s_in, s_out = add(s_in, b.dst, rows), add(s_out, b.src, cols)
+            c_in = add(c_in, b.dst, w.new_full((b.O,), float(b.C * b.R)))
+            c_out = add(c_out, b.src, w.new_full((b.C,), float(b.O * b.R)))
+        else:
+            st = torch.cat([w[sl].unsqueeze(1), h[sl]], 1)
+            s_in, s_out = add(s_in, b.dst, st), add(s_out, b.src, st)
+            ones = w.new_ones(b.numel)
+            c_in, c_out = add(c_in, b.dst, ones), add(c_out, b.src, ones)
+    return s_in / c_in.clamp(min=1).unsqueeze(1), s_out / c_out.clamp(min=1).unsqueeze(1)

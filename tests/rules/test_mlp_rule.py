@@ -53,13 +53,21 @@ def test_batched_equals_unbatched() -> None:
     assert_batched_equals_unbatched(rule, batch)
 
 
-def test_no_grad_path_equals_grad_path() -> None:
+@pytest.mark.parametrize("workers", [None, 1, 2, 3])
+def test_no_grad_path_equals_grad_path(workers: int | None) -> None:
+    """The inference path (chunks written in place, spread over ``workers`` threads) gives
+    exactly the autograd path's numbers, and the reference's."""
     graph, _ = small_graph(4)
-    rule = _random_rule()
+    rule = _random_rule(workers=workers)
+    rule.chunk_size = 11
+    assert graph.num_edges >= 2 * 3 * rule.chunk_size  # enough chunks for 3 threads
     dw, dh = rule(graph)
     with torch.no_grad():
         dw2, dh2 = rule(graph)
     assert torch.equal(dw, dw2) and torch.equal(dh, dh2)
+    rw, rh = reference_mlp_rule(rule, graph, None)
+    torch.testing.assert_close(dw2, rw, atol=1e-10, rtol=1e-8)
+    torch.testing.assert_close(dh2, rh, atol=1e-10, rtol=1e-8)
 
 
 def test_errors() -> None:
@@ -83,3 +91,25 @@ def test_edge_order_invariance() -> None:
     sw, sh = rule(shuffled)
     torch.testing.assert_close(sw, dw[perm])
     torch.testing.assert_close(sh, dh[perm])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_node_means_equal_propagate(seed: int) -> None:
+    """Block-sum node means (dense and scatter blocks) equal PyG's mean scatter over the edges
+    entering / leaving each node."""
+    from neuralgraph.rules.base import edge_state
+    from neuralgraph.rules.layout import DenseBlock, block_layout
+    from neuralgraph.rules.mlp_rule import _node_means
+    from torch_geometric.utils import scatter
+
+    graph, _ = small_graph(seed)
+    n = graph.num_nodes
+    state = edge_state(graph)
+    want_in = scatter(state, graph.edge_index[1], 0, dim_size=n, reduce="mean")
+    want_out = scatter(state, graph.edge_index[0], 0, dim_size=n, reduce="mean")
+    for min_dense in (0, 10 ** 9):
+        blocks = block_layout(graph, min_dense)
+        assert any(isinstance(b, DenseBlock) for b in blocks) == (min_dense == 0)
+        got_in, got_out = _node_means(graph, blocks)
+        torch.testing.assert_close(got_in, want_in, atol=1e-12, rtol=1e-10)
+        torch.testing.assert_close(got_out, want_out, atol=1e-12, rtol=1e-10)
