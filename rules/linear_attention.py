@@ -212,8 +212,8 @@ def chunk_workers(workers: int | None, like: Tensor, num_chunks: int) -> int:
 
 
 def parallel_chunks(fn: Callable[[int], None], workers: int) -> None:
-    """Run ``fn(0) .. fn(workers - 1)`` on ``workers`` threads, each with autograd off and one
-    intra-op thread (torch ops release the GIL).
+    """Run ``fn(0) .. fn(workers - 1)`` on ``workers`` threads, each with autograd off (in
+    inference mode if the caller is) and one intra-op thread (torch ops release the GIL).
 
     Many small ops per chunk scale poorly with intra-op threads (each op is split and joined
     across cores); whole chunks per thread keep every core busy with no synchronisation
@@ -223,12 +223,15 @@ def parallel_chunks(fn: Callable[[int], None], workers: int) -> None:
     if workers <= 1:
         fn(0)
         return
+    # grad mode and inference mode are thread-local: carry the caller's into the workers
+    # (tensors made under inference_mode may only be updated in place inside it)
+    inference = torch.is_inference_mode_enabled()
 
     def run(i: int) -> None:
         prev = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            with torch.no_grad():
+            with torch.inference_mode() if inference else torch.no_grad():
                 fn(i)
         finally:
             torch.set_num_threads(prev)

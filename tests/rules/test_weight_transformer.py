@@ -269,3 +269,19 @@ def test_phi_fast_form_and_head_dot(dtype: torch.dtype) -> None:
     torch.testing.assert_close(fast, want, atol=tol, rtol=tol)
     a, b = torch.randn(7, 3, 4, dtype=dtype), torch.randn(7, 1, 4, dtype=dtype)
     torch.testing.assert_close(head_dot(a, b), (a * b).sum(-1))
+
+
+def test_threaded_inference_mode() -> None:
+    """Worker threads inherit inference mode (its tensors may only be updated in place inside it)."""
+    from neuralgraph.rules import MLPRule
+
+    model = nn.Sequential(nn.Linear(30, 40), nn.ReLU(), nn.Linear(40, 10))
+    graph = ng.to_neural_graph(model, hidden_dim=4)
+    for rule in (WeightTransformer(4, chunk_size=200, min_dense=0, workers=2),
+                 MLPRule(4, chunk_size=200, workers=2)):
+        nn.init.normal_(rule.out.weight, std=0.1)
+        with torch.no_grad():
+            want = rule(graph)
+        with torch.inference_mode():
+            got = rule(graph)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
