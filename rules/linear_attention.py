@@ -204,9 +204,10 @@ class NodeStates:
 
 def chunk_workers(workers: int | None, like: Tensor, num_chunks: int) -> int:
     """How many threads :func:`parallel_chunks` should use: ``workers`` (``None`` = torch's
-    intra-op thread count), capped by the chunk count; 1 under autograd or off CPU."""
-    if torch.is_grad_enabled() or like.device.type != "cpu":
-        return 1
+    intra-op thread count), capped by the chunk count; 1 under autograd, under CPU autocast or
+    off CPU."""
+    if torch.is_grad_enabled() or like.device.type != "cpu" or torch.is_autocast_enabled("cpu"):
+        return 1  # (autocast state is thread-local too: keep such calls on the caller's thread)
     n = torch.get_num_threads() if workers is None else workers
     return max(1, min(n, num_chunks // 2))
 
