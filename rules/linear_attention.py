@@ -19,6 +19,11 @@ node state is one ``D x D`` matrix whose off-diagonal head blocks are masked to
 zero, so that on a :class:`~neuralgraph.rules.layout.DenseBlock` every sum is a
 batched matrix product over contiguous (or simply strided) memory.
 
+Inference (no autograd) on CPU is organised for speed: RoPE factors of a dense
+block come from cached separable row/column tables (:func:`cached_block_tables`),
+and whole chunks run on several threads with one intra-op thread each
+(:func:`parallel_chunks`), their node states summed after the first pass.
+
 :func:`scatter_attention` is the straightforward PyG formulation (per-edge
 ``k v^T`` scattered to nodes, the per-node state gathered back to every edge and
 contracted with ``q``); it handles irregular blocks and is the benchmark's
