@@ -51,6 +51,7 @@ __all__ = [
     "cached_block_tables",
     "head_mask",
     "head_dot",
+    "phi_log2",
     "NodeStates",
     "chunks",
     "chunk_workers",
@@ -75,10 +76,18 @@ def phi(x: Tensor) -> Tensor:
     """
     if (torch.is_grad_enabled() and x.requires_grad) or x.device.type != "cpu":
         return F.elu(x) + 1.0
-    return x.clamp(max=0.0).mul_(_LOG2E).exp2_().add_(x.clamp(min=0.0))
+    return x.clamp(max=0.0).mul_(LOG2E).exp2_().add_(x.clamp(min=0.0))
 
 
-_LOG2E = 1.4426950408889634
+LOG2E = 1.4426950408889634
+LN2 = 0.6931471805599453
+
+
+def phi_log2(x2: Tensor) -> Tensor:
+    """:func:`phi` of ``x`` given ``x2 = x * log2(e)`` (no autograd):
+    :math:`2^{\\min(x_2, 0)} + \\ln 2 \\max(x_2, 0)`; callers fold ``log2(e)`` into the
+    projection that produces ``x``, saving one pass over the tensor."""
+    return x2.clamp(max=0.0).exp2_().add_(x2.clamp(min=0.0), alpha=LN2)
 
 
 def head_dot(a: Tensor, b: Tensor) -> Tensor:

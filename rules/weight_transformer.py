@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from neuralgraph.rules.base import check_hidden, edge_state, init_update_layer, register
 from neuralgraph.rules.layout import DenseBlock, block_layout
 from neuralgraph.rules.linear_attention import (
+    LOG2E,
     Chunk,
     NodeStates,
     accumulate,
@@ -20,6 +21,7 @@ from neuralgraph.rules.linear_attention import (
     merge_states,
     parallel_chunks,
     phi,
+    phi_log2,
     rope_angles,
     rope_apply,
     rope_factors,
@@ -172,9 +174,11 @@ class WeightTransformer(MessagePassing):
         return rope_factors(rope_angles(graph.edge_pos[sl], axes, self.head_dim,  # type: ignore
                                         self.rope_base, dtype))
 
-    def _phi_rot(self, graph: object, chunk: Chunk, x: Tensor) -> Tuple[Tensor, Tensor]:
-        """``phi`` of a ``[n, 2D]`` (forward | backward) query/key, unrotated and rotated."""
-        px = phi(x)  # (n, 2D)
+    def _phi_rot(self, graph: object, chunk: Chunk, x: Tensor,
+                 log2_scaled: bool = False) -> Tuple[Tensor, Tensor]:
+        """``phi`` of a ``[n, 2D]`` (forward | backward) query/key, unrotated and rotated
+        (``log2_scaled``: ``x`` comes from a folded projection, already times ``log2(e)``)."""
+        px = phi_log2(x) if log2_scaled else phi(x)  # (n, 2D)
         factors = self._rope(graph, chunk, px.dtype)
         if factors is None:
             return px, px
@@ -186,20 +190,24 @@ class WeightTransformer(MessagePassing):
     def _fold(self) -> "_Folded":
         """No-grad forms of the parameters (see :class:`_Folded`), made once per call."""
         dim = self.dim
-        qu_bias = self.qu.bias.clone()
+        # log2(e) folded into the query/key rows (phi_log2), 2 into the head's last layer
+        # (tanh(y) = 2 sigmoid(2y) - 1)
+        kv_w, kv_b, qu_w, qu_bias = (self.kv.weight.clone(), self.kv.bias.clone(), self.qu.weight.clone(),
+                                     self.qu.bias.clone())
+        for t in (kv_w, kv_b, qu_w, qu_bias):
+            t[:2 * dim] *= LOG2E
         qu_bias[2 * dim:] += self.proj.bias  # z = u + W_o a + b_o: b_o joins u's bias
         w = self.proj.weight
         m1, c1 = _fold_norm(self.norm1, self.ff[0])
         m2, c2 = _fold_norm(self.norm2, self.head[0])
         ones = w.new_full((dim, 1), 1.0 / dim)
         return _Folded(
-            kv=self.kv.weight[:, 1:].t().contiguous(), kv_w=self.kv.weight[:, 0].contiguous(),
-            kv_bias=self.kv.bias, qu=self.qu.weight[:, 1:].t().contiguous(),
-            qu_w=self.qu.weight[:, 0].contiguous(), qu_bias=qu_bias,
+            kv=kv_w[:, 1:].t().contiguous(), kv_w=kv_w[:, 0].contiguous(), kv_bias=kv_b,
+            qu=qu_w[:, 1:].t().contiguous(), qu_w=qu_w[:, 0].contiguous(), qu_bias=qu_bias,
             proj_f=w[:, :dim].t().contiguous(), proj_b=w[:, dim:].t().contiguous(),
             norm1=m1, bias1=c1, eps1=self.norm1.eps, ff_out=self.ff[2].weight.t().contiguous(),
             ff_bias=self.ff[2].bias, norm2=m2, bias2=c2, eps2=self.norm2.eps,
-            out=self.out.weight.t().contiguous(), out_bias=self.out.bias, mean=ones)
+            out=(2.0 * self.out.weight).t().contiguous(), out_bias=2.0 * self.out.bias, mean=ones)
 
     @staticmethod
     def _project(graph: object, sl: slice, lin: nn.Linear, folded: Optional[Tuple[Tensor, ...]]) -> Tensor:
@@ -217,7 +225,7 @@ class WeightTransformer(MessagePassing):
         sl, dim = chunk[2], self.dim
         kv = self._project(graph, sl, self.kv, None if fold is None else (fold.kv, fold.kv_w, fold.kv_bias))
         # kv: (n, 4D) = k_f | k_b | v_f | v_b
-        k, k_rot = self._phi_rot(graph, chunk, kv[:, :2 * dim])
+        k, k_rot = self._phi_rot(graph, chunk, kv[:, :2 * dim], fold is not None)
         accumulate(chunk, (k_rot[:, :dim], k_rot[:, dim:]), (k[:, :dim], k[:, dim:]),
                    (kv[:, 2 * dim:3 * dim], kv[:, 3 * dim:]), fwd, bwd, not torch.is_grad_enabled())
 
@@ -234,7 +242,7 @@ class WeightTransformer(MessagePassing):
         sl, dim = chunk[2], self.dim
         qu = self._project(graph, sl, self.qu, None if fold is None else (fold.qu, fold.qu_w, fold.qu_bias))
         # qu: (n, 3D) = q_f | q_b | u
-        q, q_rot = self._phi_rot(graph, chunk, qu[:, :2 * dim])
+        q, q_rot = self._phi_rot(graph, chunk, qu[:, :2 * dim], fold is not None)
         a_f, a_b = contract(chunk, (q_rot[:, :dim], q_rot[:, dim:]), (q[:, :dim], q[:, dim:]),
                             (s_f, z_f), (s_b, z_b), self.heads, self.eps, self.normalize)
         if fold is not None:
@@ -255,7 +263,7 @@ class WeightTransformer(MessagePassing):
         out = torch.addmm(fold.out_bias, h, fold.out)
         # tanh(x) = 2 sigmoid(2x) - 1: sigmoid is several times faster than tanh on CPU
         s = self.update_scale
-        return torch.sigmoid(out.mul_(2.0)).mul_(2.0 * s).sub_(s)
+        return torch.sigmoid(out).mul_(2.0 * s).sub_(s)  # out is already 2y
 
     def forward(self, graph: object, x: Optional[Tensor] = None) -> RuleOutput:
         if x is not None:
@@ -324,7 +332,9 @@ class _Folded:
 
     The input projections are split into a ``K = H`` matrix product over the
     hidden states and a rank-1 update with the weight (no ``[w, h]`` copy),
-    ``proj``'s bias joins ``u``'s, and each LayerNorm is
+    the query/key rows are scaled by ``log2(e)`` (for :func:`phi_log2`), the head's
+    last layer by 2 (``tanh(y) = 2 sigmoid(2y) - 1``), ``proj``'s bias joins ``u``'s,
+    and each LayerNorm is
     folded into the linear layer after it:
     ``Linear(LN(z)) = rstd * (z @ [C | C (W g)^T])[:, D:] + (W beta + b)`` with the
     centring matrix ``C = I - 1/D`` and ``rstd = 1 / sqrt(mean((z C)^2) + eps)``.

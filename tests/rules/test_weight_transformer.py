@@ -7,10 +7,12 @@ import torch
 from neuralgraph.rules import WeightTransformer
 from neuralgraph.rules.layout import DenseBlock, ScatterBlock, block_layout
 from neuralgraph.rules.linear_attention import (
+    LOG2E,
     chunks,
     head_dot,
     neighbourhood_attention,
     phi,
+    phi_log2,
     rope_angles,
     rope_block_tables,
     rope_factors,
@@ -267,6 +269,7 @@ def test_phi_fast_form_and_head_dot(dtype: torch.dtype) -> None:
     want = torch.nn.functional.elu(x) + 1
     tol = 1e-6 if dtype == torch.float32 else 1e-13
     torch.testing.assert_close(fast, want, atol=tol, rtol=tol)
+    torch.testing.assert_close(phi_log2(x * LOG2E), want, atol=tol, rtol=tol)
     a, b = torch.randn(7, 3, 4, dtype=dtype), torch.randn(7, 1, 4, dtype=dtype)
     torch.testing.assert_close(head_dot(a, b), (a * b).sum(-1))
 
