@@ -119,11 +119,16 @@ class MLPRule(MessagePassing):
         node_in, node_out = _node_means(graph, block_layout(graph))
         act = None
         if self.data_conditioned:
-            if x is None:
+            probe = graph.__dict__.get("data_probe")  # set by GraphFactory.set_data
+            if x is None and probe is None:
                 raise ValueError("data_conditioned MLPRule needs a data batch x")
             from neuralgraph.functional import node_activations
 
-            act = node_activations(graph, x)
+            if x is not None:
+                act = node_activations(graph, x)
+            else:  # the factory's probe batch, with the weights the network really uses
+                x, net_weight = probe
+                act = node_activations(graph, x, net_weight(graph.weight))  # type: ignore[attr-defined]
         elif x is not None:
             raise ValueError("x given to a MLPRule built with data_conditioned=False")
         return node_in, node_out, act

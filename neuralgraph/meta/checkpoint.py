@@ -84,7 +84,15 @@ def _flat(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
 
 
 def config_diff(saved: Dict[str, Any], current: Dict[str, Any]) -> List[str]:
-    """Keys (``section.key``) whose values differ, ignoring :data:`RESUMABLE_KEYS`."""
-    a, b = _flat(saved), _flat(current)
+    """Keys (``section.key``) whose values differ, ignoring :data:`RESUMABLE_KEYS`.
+
+    A key missing from ``saved`` (a config option added after the checkpoint
+    was written) counts as holding its :class:`MetaConfig` default, so old
+    checkpoints still resume when the option keeps its default.
+    """
+    from neuralgraph.meta.config import MetaConfig
+
+    a, b = _flat(MetaConfig().to_dict()), _flat(current)
+    a.update(_flat(saved))
     return sorted(k for k in set(a) | set(b)
                   if k not in RESUMABLE_KEYS and a.get(k) != b.get(k))

@@ -8,6 +8,7 @@ A *state* is the pair ``(weight [E], hidden [E, H])``; the graph structure
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -76,6 +77,22 @@ class GraphFactory:
         self.activation = activation
         self.input_shape = input_shape
         self._templates: Dict[str, NeuralGraph] = {}
+        self.data_x: Optional[Tensor] = None
+
+    def set_data(self, x: Optional[Tensor]) -> None:
+        """Probe batch for data-conditioned rules: every template graph carries
+        ``(x, weight -> network weight)``, which a data-conditioned ``MLPRule``
+        uses when called without a batch (activations of the network as it
+        really computes, i.e. after fan-in scaling / standardisation)."""
+        self.data_x = x
+        for key, graph in self._templates.items():
+            self._attach(key, graph)
+
+    def _attach(self, key: str, graph: NeuralGraph) -> None:
+        if self.data_x is None:
+            graph.__dict__.pop("data_probe", None)
+        else:
+            graph.__dict__["data_probe"] = (self.data_x, functools.partial(self.network_weight, key))
 
     def template(self, spec: str | Sequence[int]) -> NeuralGraph:
         """The cached template graph of ``spec`` (weights as in its initial state)."""
@@ -87,6 +104,7 @@ class GraphFactory:
                                     hidden_init="zeros")
             graph.hidden = self.code(graph)
             self._templates[key] = graph
+            self._attach(key, graph)
         return self._templates[key]
 
     def gain(self, spec: str | Sequence[int]) -> Tensor:

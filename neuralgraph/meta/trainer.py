@@ -61,11 +61,24 @@ def build_rule(cfg: MetaConfig) -> nn.Module:
         raise ValueError(f"cannot build rule {cfg.rule.name!r} with kwargs {kwargs}: {exc}") from exc
 
 
-def factory_from_config(cfg: MetaConfig) -> GraphFactory:
+#: Training images a data-conditioned rule sees (the first ones of the training split, fixed).
+PROBE_SIZE = 256
+
+
+def factory_from_config(cfg: MetaConfig, split: Optional[Split] = None) -> GraphFactory:
+    """The run's :class:`GraphFactory`; for a data-conditioned rule (``rule.kwargs.data_conditioned``)
+    it carries the first :data:`PROBE_SIZE` training inputs as the rule's probe batch (training,
+    growth and evaluation alike; ``split`` is loaded from ``cfg.data`` if not given)."""
     g = cfg.grow
-    return GraphFactory(g.hidden_dim, g.hidden_init, g.code_base, g.input_grid, g.weight_init, g.weight_std,
-                        cfg.arch.activation, None if cfg.data.flatten else (1, 28, 28), g.fan_in_scaling,
-                        g.weight_standardization, g.hidden_bias)
+    factory = GraphFactory(g.hidden_dim, g.hidden_init, g.code_base, g.input_grid, g.weight_init, g.weight_std,
+                           cfg.arch.activation, None if cfg.data.flatten else (1, 28, 28), g.fan_in_scaling,
+                           g.weight_standardization, g.hidden_bias)
+    if cfg.rule.kwargs.get("data_conditioned"):
+        d = cfg.data
+        split = split or load_split(d.name, d.val_fraction, d.test_fraction, d.split_seed, d.root,
+                                    flatten=d.flatten)
+        factory.set_data(split.train[0][:PROBE_SIZE])
+    return factory
 
 
 def load_rule(path: str | Path) -> Tuple[nn.Module, MetaConfig]:
@@ -126,7 +139,7 @@ class MetaTrainer:
         d = cfg.data
         self.split = split or load_split(d.name, d.val_fraction, d.test_fraction, d.split_seed, d.root,
                                          flatten=d.flatten)
-        self.factory = factory_from_config(cfg)
+        self.factory = factory_from_config(cfg, self.split)
         archs = list(cfg.arch.train)
         self.archs = archs[self.rank::self.world] if len(archs) >= self.world else archs
         self.pool = SamplePool(t.pool_size, t.pool_fresh_prob)
