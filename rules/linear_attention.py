@@ -33,7 +33,7 @@ reference.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Dict, Iterator, List, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Sequence, Tuple, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -64,23 +64,23 @@ __all__ = [
 ]
 
 Chunk = Tuple[Block, slice, slice]  # block, rows (dense) or local range (scatter), edge slice
+T = TypeVar("T")
+
+
+LOG2E = 1.4426950408889634
+LN2 = 0.6931471805599453
 
 
 def phi(x: Tensor) -> Tensor:
     """The positive feature map :math:`\\mathrm{elu}(x) + 1`.
 
-    Without autograd on CPU it is evaluated as
-    :math:`2^{\\min(x, 0) \\log_2 e} + \\max(x, 0)`: the same function (to float
-    rounding), about 4x faster because torch's CPU ``exp2`` kernel is much faster
-    than its ``exp``/``expm1``/``elu``.
+    Without autograd on CPU it is :func:`phi_log2` of ``x log2(e)``: the same
+    function (to float rounding), about 4x faster because torch's CPU ``exp2``
+    kernel is much faster than its ``exp``/``expm1``/``elu``.
     """
     if (torch.is_grad_enabled() and x.requires_grad) or x.device.type != "cpu":
         return F.elu(x) + 1.0
-    return x.clamp(max=0.0).mul_(LOG2E).exp2_().add_(x.clamp(min=0.0))
-
-
-LOG2E = 1.4426950408889634
-LN2 = 0.6931471805599453
+    return phi_log2(x * LOG2E)
 
 
 def phi_log2(x2: Tensor) -> Tensor:
@@ -226,17 +226,19 @@ def chunk_workers(workers: int | None, like: Tensor, num_chunks: int) -> int:
     return max(1, min(n, num_chunks // 2))
 
 
-def parallel_chunks(fn: Callable[[int], None], workers: int) -> None:
-    """Run ``fn(0) .. fn(workers - 1)`` on ``workers`` threads, each with autograd off (in
-    inference mode if the caller is) and one intra-op thread (torch ops release the GIL).
+def parallel_chunks(fn: Callable[[int, T], None], parts: Sequence[T], workers: int) -> None:
+    """Call ``fn(i, part)`` for every part, worker ``i`` taking ``parts[i::workers]`` on its own
+    thread with autograd off (in inference mode if the caller is) and one intra-op thread
+    (torch ops release the GIL); ``i`` lets ``fn`` use per-worker accumulators.
 
     Many small ops per chunk scale poorly with intra-op threads (each op is split and joined
     across cores); whole chunks per thread keep every core busy with no synchronisation
     inside a chunk.  Used by the rules' no-grad forward on CPU; ``workers == 1`` runs
-    ``fn(0)`` inline with torch's own threading.
+    every part inline with torch's own threading.
     """
     if workers <= 1:
-        fn(0)
+        for part in parts:
+            fn(0, part)
         return
     # grad mode and inference mode are thread-local: carry the caller's into the workers
     # (tensors made under inference_mode may only be updated in place inside it)
@@ -247,7 +249,8 @@ def parallel_chunks(fn: Callable[[int], None], workers: int) -> None:
         torch.set_num_threads(1)
         try:
             with torch.inference_mode() if inference else torch.no_grad():
-                fn(i)
+                for part in parts[i::workers]:
+                    fn(i, part)
         finally:
             torch.set_num_threads(prev)
 
@@ -353,17 +356,15 @@ def neighbourhood_attention(blocks: Sequence[Block], num_nodes: int, heads: int,
     dim = v[0].size(-1)
     parts = list(chunks(blocks, chunk_size))
     workers = chunk_workers(None, v[0], len(parts))
-    groups = [parts[i::workers] for i in range(workers)]
-    states = [(NodeStates(num_nodes, dim, v[0]), NodeStates(num_nodes, dim, v[0])) for _ in groups]
+    states = [(NodeStates(num_nodes, dim, v[0]), NodeStates(num_nodes, dim, v[0])) for _ in range(workers)]
     inplace = not torch.is_grad_enabled()
 
-    def keys(i: int) -> None:
-        for c in groups[i]:
-            sl = c[2]
-            accumulate(c, (k_rot[0][sl], k_rot[1][sl]), (k[0][sl], k[1][sl]), (v[0][sl], v[1][sl]),
-                       *states[i], inplace)
+    def keys(i: int, c: Chunk) -> None:
+        sl = c[2]
+        accumulate(c, (k_rot[0][sl], k_rot[1][sl]), (k[0][sl], k[1][sl]), (v[0][sl], v[1][sl]),
+                   *states[i], inplace)
 
-    parallel_chunks(keys, workers)
+    parallel_chunks(keys, parts, workers)
     fwd, bwd = merge_states(states)
     f_states, b_states = fwd.finalize(heads, dim // heads), bwd.finalize(heads, dim // heads)
     if torch.is_grad_enabled():
@@ -375,13 +376,12 @@ def neighbourhood_attention(blocks: Sequence[Block], num_nodes: int, heads: int,
         return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
     a_f, a_b = v[0].new_empty(v[0].size(0), dim), v[0].new_empty(v[0].size(0), dim)
 
-    def queries(i: int) -> None:
-        for c in groups[i]:
-            sl = c[2]
-            a_f[sl], a_b[sl] = contract(c, (q_rot[0][sl], q_rot[1][sl]), (q[0][sl], q[1][sl]),
-                                        f_states, b_states, heads, eps, normalize)
+    def queries(i: int, c: Chunk) -> None:
+        sl = c[2]
+        a_f[sl], a_b[sl] = contract(c, (q_rot[0][sl], q_rot[1][sl]), (q[0][sl], q[1][sl]),
+                                    f_states, b_states, heads, eps, normalize)
 
-    parallel_chunks(queries, workers)
+    parallel_chunks(queries, parts, workers)
     return a_f, a_b
 
 

@@ -87,9 +87,6 @@ class MLPRule(MessagePassing):
         init_update_layer(self.out, self.zero_init)
 
     # MessagePassing vocabulary ------------------------------------------------------
-    def message(self, edge_attr: Tensor) -> Tensor:
-        return edge_attr
-
     def edge_update(self, state: Tensor, fwd_i: Tensor, bwd_j: Tensor,
                     act_i: Optional[Tensor], act_j: Optional[Tensor]) -> Tensor:
         # fwd_i: mean over edges leaving the target neuron; bwd_j: mean over edges entering the source
@@ -149,11 +146,10 @@ class MLPRule(MessagePassing):
         out = weight.new_empty(num_edges, 1 + self.hidden_dim)
         workers = chunk_workers(self.workers, weight, len(parts))
 
-        def run(i: int) -> None:
-            for sl in parts[i::workers]:
-                out[sl] = self.mlp(self._perceive_edges(graph, sl, *signals)).mul_(self.update_scale)
+        def run(i: int, sl: slice) -> None:
+            out[sl] = self.mlp(self._perceive_edges(graph, sl, *signals)).mul_(self.update_scale)
 
-        parallel_chunks(run, workers)
+        parallel_chunks(run, parts, workers)
         return out[:, 0], out[:, 1:]
 
     def __repr__(self) -> str:
@@ -163,7 +159,7 @@ class MLPRule(MessagePassing):
 
 def _node_means(graph: object, blocks: List[Block]) -> Tuple[Tensor, Tensor]:
     """Means of the edge states ``[w, h]`` entering and leaving every node, ``[V, 1+H]`` each
-    (0 for nodes without such edges): what ``propagate`` with ``aggr="mean"`` gives, computed
+    (0 for nodes without such edges): a mean scatter over edge targets / sources, computed
     per :class:`~neuralgraph.rules.layout.DenseBlock` as row and column sums (no scatter, no
     ``[E, 1+H]`` copy) and by ``index_add`` on scatter blocks."""
     w, h = graph.weight, graph.hidden  # type: ignore[attr-defined]

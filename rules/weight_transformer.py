@@ -300,25 +300,18 @@ class WeightTransformer(MessagePassing):
         spread over ``workers`` threads (per-thread node states summed after pass 1)."""
         fold = self._fold()
         workers = chunk_workers(self.workers, weight, len(parts))
-        groups = [parts[i::workers] for i in range(workers)]
         states = [(NodeStates(num_nodes, self.dim, weight), NodeStates(num_nodes, self.dim, weight))
-                  for _ in groups]
-
-        def keys(i: int) -> None:
-            for c in groups[i]:
-                self._keys(graph, c, *states[i], fold=fold)
-
-        parallel_chunks(keys, workers)
+                  for _ in range(workers)]
+        parallel_chunks(lambda i, c: self._keys(graph, c, *states[i], fold=fold), parts, workers)
         fwd, bwd = merge_states(states)
         s_f, z_f = fwd.finalize(self.heads, self.head_dim)
         s_b, z_b = bwd.finalize(self.heads, self.head_dim)
         out = weight.new_empty(weight.numel(), 1 + self.hidden_dim)
 
-        def update(i: int) -> None:
-            for c in groups[i]:
-                out[c[2]] = self._update(graph, c, s_f, z_f, s_b, z_b, fold=fold)
+        def update(i: int, c: Chunk) -> None:
+            out[c[2]] = self._update(graph, c, s_f, z_f, s_b, z_b, fold=fold)
 
-        parallel_chunks(update, workers)
+        parallel_chunks(update, parts, workers)
         return out[:, 0], out[:, 1:]
 
     def __repr__(self) -> str:
