@@ -105,16 +105,21 @@ def bench_rule(name: str, graph: ng.NeuralGraph, widths: List[int], repeat: int)
         "rule": repr(rule),
         # both rules' no-grad forward spreads chunks over this many threads
         "inference_threads": getattr(rule, "workers", None) or torch.get_num_threads(),
-        "seconds_per_step": round(t, 4),
-        "seconds_per_step_grad": round(t_grad, 4),
+        "seconds_per_step": sig(t),
+        "seconds_per_step_grad": sig(t_grad),
         "gflop_per_step": round(total / 1e9, 2),
-        "gflops_per_s": round(total / t / 1e9, 2),
+        "gflops_per_s": sig(total / t / 1e9),
         "peak_mem_mb": mem,
         "peak_mem_over_edge_state": round(mem / edge_state_mb, 2),
         "peak_mem_mb_grad": mem_grad,
-        "times": [round(x, 4) for x in times],
-        "times_grad": [round(x, 4) for x in times_grad],
+        "times": [sig(x) for x in times],
+        "times_grad": [sig(x) for x in times_grad],
     }
+
+
+def sig(x: float, digits: int = 5) -> float:
+    """``x`` to ``digits`` significant figures: tiny timings keep their precision, unlike round(x, 4)."""
+    return float(f"{x:.{digits}g}")
 
 
 def bench_attention(graph: ng.NeuralGraph, heads: int, head_dim: int, repeat: int) -> Dict[str, Any]:
@@ -144,13 +149,14 @@ def bench_attention(graph: ng.NeuralGraph, heads: int, head_dim: int, repeat: in
         t_ours, _ = timeit(ours, repeat=repeat)
         t_ref, _ = timeit(reference, repeat=max(1, repeat - 1))
         mine, ref = ours(), reference()
+    t_ours, t_ref = sig(t_ours), sig(t_ref)
     err = max(float((mine[i] - ref[i]).abs().max()) for i in range(2))
     scale = max(float(ref[i].abs().max()) for i in range(2))
     return {
         "heads": heads,
         "head_dim": head_dim,
-        "attention_seconds": round(t_ours, 4),
-        "reference_attention_seconds": round(t_ref, 4),
+        "attention_seconds": t_ours,
+        "reference_attention_seconds": t_ref,
         "attention_speedup": round(t_ref / t_ours, 2),
         "max_abs_diff": err,
         "outputs_equal": err <= 1e-4 * max(scale, 1.0),
@@ -179,7 +185,7 @@ def main() -> None:
     peak_after = sgemm_gflops(repeat=10, best=True)
     peak = max(peak_before, peak_after)
     for r in timed.values():
-        r["fraction_of_peak"] = round(r["gflops_per_s"] / peak, 3)
+        r["fraction_of_peak"] = round(r["gflops_per_s"] / round(peak, 1), 3)
     result: Dict[str, Any] = {
         "benchmark": "rule_step",
         "graph": f"MLP {'-'.join(map(str, args.widths))}",
