@@ -44,7 +44,12 @@ def test_zero_out_quick(examples, tmp_path):
 def test_configs_parse():
     from neuralgraph.meta import MetaConfig
 
-    for name in ("iris", "iris_nopool", "mnist_grid"):
+    names = [p.stem for p in sorted((ROOT / "examples").glob("*.yaml"))
+             if "\nrule:" in p.read_text()]
+    assert {"iris", "iris_nopool", "iris_stable", "iris_stable_stage2", "mnist_grid", "grow_cnn",
+            "grow_cnn_fashion"} <= set(names)
+    for name in names:
         full = MetaConfig.from_file(ROOT / "examples" / f"{name}.yaml")
         quick = MetaConfig.from_file(ROOT / "examples" / f"{name}.yaml", quick=True)
-        assert quick.train.meta_steps < full.train.meta_steps
+        assert quick.train.meta_steps < full.train.meta_steps, name
+        assert quick.train.init_rule is None, name  # a quick run never needs a full run's output

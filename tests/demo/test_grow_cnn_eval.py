@@ -1,0 +1,42 @@
+"""``examples/grow_cnn_eval.py``: the CNN grid evaluation, its dataset switch and its Adam baseline."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture()
+def grid_eval(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    monkeypatch.syspath_prepend(str(ROOT / "examples"))
+    sys.modules.pop("grow_cnn_eval", None)
+    return importlib.import_module("grow_cnn_eval")
+
+
+def test_grid_with_adam_baseline(grid_eval, tmp_path):
+    res = grid_eval.run(None, ms=[0.125], hs=[16, 32], ks=[3], steps=1, test_size=300, adam_steps=200,
+                        out=str(tmp_path / "g"))
+    assert res["dataset"] == "mnist"
+    assert len(res["acc"]["3"]) == 2 and len(res["acc"]["3"][0]) == 1
+    assert len(res["adam_acc"]["3"]) == 2 and len(res["adam_acc"]["3"][0]) == 1
+    # 200 Adam steps of batch 64 take a tiny CNN well past chance (10%)
+    assert all(0.3 < v <= 1.0 for row in res["adam_acc"]["3"] for v in row)
+    assert res["adam_mean"] == pytest.approx(sum(v for row in res["adam_acc"]["3"] for v in row) / 2)
+    assert (tmp_path / "g.png").exists() and (tmp_path / "g.json").exists()
+
+
+def test_grid_on_fashion_mnist(grid_eval):
+    from neuralgraph.datasets.mnist import find_root
+
+    try:
+        find_root("fashion-mnist")
+    except FileNotFoundError:
+        pytest.skip("fashion-mnist not installed")
+    res = grid_eval.run(None, ms=[0.125], hs=[16], ks=[5], steps=1, test_size=200, dataset="fashion-mnist")
+    assert res["dataset"] == "fashion-mnist" and 0.0 <= res["mean"] <= 1.0 and "adam_acc" not in res
