@@ -35,6 +35,7 @@ def run(rule_path: Optional[str] = None, ms: Sequence[float] = (0.125, 0.25), hs
     With ``adam_steps > 0`` every cell is also trained with Adam (``"adam_acc"``, same layout)."""
     from neuralgraph.datasets import mnist_tensors
     from neuralgraph.datasets.architectures import build_arch, parse_arch
+
     from neuralgraph.demo import SHIPPED_RULE
     from neuralgraph.meta.grow import accuracy, unroll
     from neuralgraph.meta.trainer import factory_from_config, load_rule
@@ -143,8 +144,8 @@ def _plot(result: Dict[str, Any], trained: set, out: Path) -> None:
         ax.set_xlabel("filter multiplier m")
         ax.set_ylabel("dense width h")
         ax.set_title(f"kernel {k}", fontsize=9)
-    fig.suptitle(f"grown CNNs, {result.get('dataset', 'mnist')} test acc after {result['steps']} rule steps (red: training archs)",
-                 fontsize=9)
+    fig.suptitle(f"grown CNNs, {result.get('dataset', 'mnist')} test acc after {result['steps']} rule steps "
+                 "(red: training archs)", fontsize=9)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out.with_suffix(".png"), dpi=90)

@@ -21,6 +21,7 @@ import torch
 def run(rule_path: Optional[str], archs: Sequence[str], steps: Optional[int], regrow: Optional[int],
         fraction: float = 0.3, test_size: int = 2000, seed: int = 0) -> Dict[str, Any]:
     from neuralgraph.datasets import mnist_tensors
+
     from neuralgraph.demo import SHIPPED_RULE
     from neuralgraph.meta.grow import accuracy, unroll
     from neuralgraph.meta.perturb import zero_out
@@ -37,7 +38,7 @@ def run(rule_path: Optional[str], archs: Sequence[str], steps: Optional[int], re
         for spec in archs:
             tmpl = factory.template(spec)
 
-            def acc(w: torch.Tensor) -> float:
+            def acc(w: torch.Tensor, tmpl: Any = tmpl, spec: str = spec) -> float:
                 return accuracy(tmpl, factory.network_weight(spec, w), x, y)[0]
 
             w, h = unroll(tmpl, rule, factory.fresh(spec, torch.Generator().manual_seed(seed)), n,

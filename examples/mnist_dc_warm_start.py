@@ -5,10 +5,12 @@ activations) to the first layer.
 Usage: python examples/mnist_dc_warm_start.py SRC_RULE DC_CONFIG OUT_RULE
 """
 import sys
+
 import torch
+
 from neuralgraph.meta import MetaConfig
-from neuralgraph.meta.trainer import RULE_FORMAT, build_rule, factory_from_config, load_rule
 from neuralgraph.meta.checkpoint import atomic_save
+from neuralgraph.meta.trainer import RULE_FORMAT, build_rule, factory_from_config, load_rule
 
 src, cfg_path, out = sys.argv[1:4]
 old, _ = load_rule(src)
