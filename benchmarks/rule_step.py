@@ -22,6 +22,8 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import PeakMemory, dump, machine, peak_rss_delta_mb, sgemm_gflops, timeit  # noqa: E402
+
+import neuralgraph as ng  # noqa: E402
 from neuralgraph.rules import MLPRule, WeightTransformer  # noqa: E402
 from neuralgraph.rules.layout import block_layout  # noqa: E402
 from neuralgraph.rules.linear_attention import (  # noqa: E402
@@ -31,8 +33,6 @@ from neuralgraph.rules.linear_attention import (  # noqa: E402
     rope_rotate,
     scatter_attention,
 )
-
-import neuralgraph as ng  # noqa: E402
 
 
 def wt_flops_per_edge(r: WeightTransformer) -> int:

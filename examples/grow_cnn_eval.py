@@ -35,7 +35,6 @@ def run(rule_path: Optional[str] = None, ms: Sequence[float] = (0.125, 0.25), hs
     With ``adam_steps > 0`` every cell is also trained with Adam (``"adam_acc"``, same layout)."""
     from neuralgraph.datasets import mnist_tensors
     from neuralgraph.datasets.architectures import build_arch, parse_arch
-
     from neuralgraph.demo import SHIPPED_RULE
     from neuralgraph.meta.grow import accuracy, unroll
     from neuralgraph.meta.trainer import factory_from_config, load_rule

@@ -21,7 +21,6 @@ import torch
 def run(rule_path: Optional[str], archs: Sequence[str], steps: Optional[int], regrow: Optional[int],
         fraction: float = 0.3, test_size: int = 2000, seed: int = 0) -> Dict[str, Any]:
     from neuralgraph.datasets import mnist_tensors
-
     from neuralgraph.demo import SHIPPED_RULE
     from neuralgraph.meta.grow import accuracy, unroll
     from neuralgraph.meta.perturb import zero_out

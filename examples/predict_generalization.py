@@ -16,9 +16,8 @@ import argparse
 import json
 from typing import Any, Dict, List, Optional
 
-from neuralgraph.datasets.zoo import ZooConfig, build_zoo
-
 from neuralgraph.cli_zoo import load_config
+from neuralgraph.datasets.zoo import ZooConfig, build_zoo
 from neuralgraph.nn.predict import PredictConfig, run_prediction
 
 

@@ -19,8 +19,8 @@ import tempfile
 from typing import Any, Dict, List, Sequence
 
 import torch
-from neuralgraph.datasets.splits import load_split
 
+from neuralgraph.datasets.splits import load_split
 from neuralgraph.meta import grow_trajectory, load_rule
 from neuralgraph.meta.trainer import factory_from_config
 

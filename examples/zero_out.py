@@ -12,8 +12,8 @@ import tempfile
 from typing import Any, Dict
 
 import torch
-from neuralgraph.datasets.splits import load_split
 
+from neuralgraph.datasets.splits import load_split
 from neuralgraph.meta import grow_trajectory, load_rule, zero_out
 from neuralgraph.meta.trainer import factory_from_config
 

@@ -37,9 +37,10 @@ from typing import Callable, Dict, Iterator, List, Sequence, Tuple, TypeVar
 
 import torch
 import torch.nn.functional as F
-from neuralgraph.rules.layout import Block, DenseBlock
 from torch import Tensor
 from torch_geometric.utils import scatter
+
+from neuralgraph.rules.layout import Block, DenseBlock
 
 __all__ = [
     "phi",

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import List, Optional, Tuple
 
 import torch
-from neuralgraph.rules.base import check_hidden, edge_state, init_update_layer, register
-from neuralgraph.rules.layout import Block, DenseBlock, block_layout
-from neuralgraph.rules.linear_attention import chunk_workers, parallel_chunks
 from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 
+from neuralgraph.rules.base import check_hidden, edge_state, init_update_layer, register
+from neuralgraph.rules.layout import Block, DenseBlock, block_layout
+from neuralgraph.rules.linear_attention import chunk_workers, parallel_chunks
 from neuralgraph.typing import RuleOutput
 
 __all__ = ["MLPRule"]

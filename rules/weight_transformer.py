@@ -7,6 +7,11 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+from torch_geometric.nn import MessagePassing
+
+from neuralgraph.positional import POSITION_AXES
 from neuralgraph.rules.base import check_hidden, edge_state, init_update_layer, register
 from neuralgraph.rules.layout import DenseBlock, block_layout
 from neuralgraph.rules.linear_attention import (
@@ -26,11 +31,6 @@ from neuralgraph.rules.linear_attention import (
     rope_apply,
     rope_factors,
 )
-from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
-from torch_geometric.nn import MessagePassing
-
-from neuralgraph.positional import POSITION_AXES
 from neuralgraph.typing import RuleOutput
 
 __all__ = ["WeightTransformer"]

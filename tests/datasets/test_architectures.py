@@ -1,8 +1,8 @@
 import pytest
 import torch
-from neuralgraph.datasets import arch_name, build_arch, cnn, mlp, mlp_grid, parse_arch, sample_cnn, sample_mlp
 
 import neuralgraph as ng
+from neuralgraph.datasets import arch_name, build_arch, cnn, mlp, mlp_grid, parse_arch, sample_cnn, sample_mlp
 
 
 def test_mlp_and_grid():

@@ -4,6 +4,7 @@ import struct
 import numpy as np
 import pytest
 import torch
+
 from neuralgraph.datasets import mnist as M
 
 

@@ -1,5 +1,6 @@
 import pytest
 import torch
+
 from neuralgraph.datasets import load_split, make_splits, split_indices
 
 

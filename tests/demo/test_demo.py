@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from neuralgraph.datasets.architectures import build_arch, parse_arch
-from neuralgraph.rules import WeightTransformer
 
+from neuralgraph.datasets.architectures import build_arch, parse_arch
 from neuralgraph.demo import SHIPPED_IRIS_RULE, SHIPPED_RULE, format_report, run_demo
 from neuralgraph.meta.trainer import load_rule
+from neuralgraph.rules import WeightTransformer
 
 REPO = Path(__file__).resolve().parents[2]
 

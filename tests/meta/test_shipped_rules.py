@@ -33,7 +33,6 @@ def test_stable_iris_rule_grows_and_holds_4_8_3():
 def test_fashion_cnn_rule_grows_a_training_cnn():
     from neuralgraph.datasets import mnist_tensors
     from neuralgraph.datasets.mnist import find_root
-
     from neuralgraph.meta.grow import accuracy, unroll
 
     try:

@@ -2,9 +2,9 @@ import copy
 
 import pytest
 import torch
-from neuralgraph.datasets import mlp
 
 import neuralgraph as ng
+from neuralgraph.datasets import mlp
 from neuralgraph.meta import GraphFactory, MetaConfig, MetaTrainer, load_rule, unroll
 from neuralgraph.meta.grow import _run_steps
 

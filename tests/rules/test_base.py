@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from neuralgraph.rules import MLPRule, WeightTransformer
 
 import neuralgraph as ng
 from neuralgraph import rules
+from neuralgraph.rules import MLPRule, WeightTransformer
 from tests.rules.helpers import small_graph
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from neuralgraph.rules import MLPRule
 from torch import nn
 
 import neuralgraph as ng
 from neuralgraph.reference import reference_mlp_rule
+from neuralgraph.rules import MLPRule
 from tests.rules.helpers import assert_batched_equals_unbatched, small_batch, small_graph
 from tests.rules.smoke import smoketest_rule
 
@@ -97,10 +97,11 @@ def test_edge_order_invariance() -> None:
 def test_node_means_equal_propagate(seed: int) -> None:
     """Block-sum node means (dense and scatter blocks) equal PyG's mean scatter over the edges
     entering / leaving each node."""
+    from torch_geometric.utils import scatter
+
     from neuralgraph.rules.base import edge_state
     from neuralgraph.rules.layout import DenseBlock, block_layout
     from neuralgraph.rules.mlp_rule import _node_means
-    from torch_geometric.utils import scatter
 
     graph, _ = small_graph(seed)
     n = graph.num_nodes

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
+
+import neuralgraph as ng
+from neuralgraph.reference import reference_weight_transformer, rotate_loop
 from neuralgraph.rules import WeightTransformer
 from neuralgraph.rules.layout import DenseBlock, ScatterBlock, block_layout
 from neuralgraph.rules.linear_attention import (
@@ -19,10 +23,6 @@ from neuralgraph.rules.linear_attention import (
     rope_rotate,
     scatter_attention,
 )
-from torch import nn
-
-import neuralgraph as ng
-from neuralgraph.reference import reference_weight_transformer, rotate_loop
 from neuralgraph.testing import node_permutation, permute_hidden, random_cnn, random_mlp
 from tests.rules.helpers import assert_batched_equals_unbatched, small_batch, small_graph
 from tests.rules.smoke import smoketest_rule

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from neuralgraph.datasets.zoo import NetSpec, ZooConfig, ZooDataset, build_cnn, build_zoo, sample_spec
 
 import neuralgraph as ng
+from neuralgraph.datasets.zoo import NetSpec, ZooConfig, ZooDataset, build_cnn, build_zoo, sample_spec
 from neuralgraph.nn.predict import PredictConfig, kendall_tau, run_prediction, split_by_holdout, stat_features
 
 
