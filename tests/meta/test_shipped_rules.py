@@ -20,7 +20,6 @@ def test_stable_iris_rule_grows_and_holds_4_8_3():
     d = cfg.data
     split = load_split(d.name, d.val_fraction, d.test_fraction, d.split_seed)
     factory = factory_from_config(cfg)
-    torch.set_num_threads(1)
     rec = grow_trajectory(factory, rule, "4-8-3", 400, cfg.grow.fire_rate, 0, split.train)
     chance = math.log(3)
     # trained within ~100 rule steps, and still far below chance 300 steps later
