@@ -96,25 +96,16 @@ def run(rule_path: Optional[str] = None, ms: Sequence[float] = (0.125, 0.25), hs
 def _adam_accuracy(model: torch.nn.Module, train: Any, test: Any, steps: int, seed: int,
                    lr: float = 1e-3, batch_size: int = 64) -> float:
     """Test accuracy of ``model`` after ``steps`` Adam steps on random training batches (grad enabled)."""
-    import torch.nn.functional as F
+    from neuralgraph.demo import _accuracy, adam_steps
 
-    from neuralgraph.demo import _accuracy
-
-    gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     for mod in model.modules():  # a fresh default initialisation, seeded
         if hasattr(mod, "reset_parameters"):
             mod.reset_parameters()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    x, y = train
     with torch.enable_grad():
         model.train()
-        for _ in range(steps):
-            idx = torch.randint(0, x.size(0), (batch_size,), generator=gen)
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        adam_steps(model, opt, *train, steps, torch.Generator().manual_seed(seed), batch_size)
     model.eval()
     return _accuracy(model, *test)
 

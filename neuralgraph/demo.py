@@ -19,7 +19,7 @@ from typing import Any, Dict, Optional
 import torch
 import torch.nn.functional as F
 
-__all__ = ["SHIPPED_RULE", "SHIPPED_IRIS_RULE", "run_demo", "default_arch", "adam_time_to_accuracy",
+__all__ = ["SHIPPED_RULE", "SHIPPED_IRIS_RULE", "run_demo", "default_arch", "adam_steps", "adam_time_to_accuracy",
            "format_report"]
 
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
@@ -35,6 +35,17 @@ def _accuracy(fn: Any, x: torch.Tensor, y: torch.Tensor, batch: int = 2000) -> f
     for i in range(0, x.size(0), batch):
         correct += int((fn(x[i:i + batch]).argmax(-1) == y[i:i + batch]).sum())
     return correct / x.size(0)
+
+
+def adam_steps(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, steps: int,
+               generator: torch.Generator, batch_size: int = 64) -> None:
+    """``steps`` optimiser steps of cross-entropy on random batches of ``(x, y)`` drawn with ``generator``."""
+    for _ in range(steps):
+        idx = torch.randint(0, x.size(0), (batch_size,), generator=generator)
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
 
 
 def adam_time_to_accuracy(model: torch.nn.Module, target: float, data: Dict[str, torch.Tensor],
@@ -55,13 +66,9 @@ def adam_time_to_accuracy(model: torch.nn.Module, target: float, data: Dict[str,
     while train_time < time_limit:
         t0 = time.perf_counter()
         # check often at first (a weak target is reached in a few steps), then every `eval_every`
-        for _ in range(min(eval_every, max(5, steps))):
-            idx = torch.randint(0, x.size(0), (batch_size,), generator=gen)
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            steps += 1
+        n = min(eval_every, max(5, steps))
+        adam_steps(model, opt, x, y, n, gen, batch_size)
+        steps += n
         train_time += time.perf_counter() - t0
         model.eval()
         probe_acc = _accuracy(model, data["x_probe"], data["y_probe"])
