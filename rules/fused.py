@@ -1,0 +1,257 @@
+"""Glue between the Weight Transformer and its fused C kernel (:mod:`neuralgraph.native`).
+
+:func:`wt_forward` is the no-grad CPU forward of a :class:`WeightTransformer`
+(``rules/csrc/wt_fused.c``), :func:`fused_attention` the attention aggregation
+alone (the benchmark's ``attention_seconds``).  Both split the edges into ranges
+run on ``workers`` threads (ctypes releases the GIL), each thread with its own
+node states in pass 1, summed before pass 2.  Node states keep only the heads'
+diagonal ``d x d`` blocks: ``S [V, heads, d, d]``, ``z [V, D]``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, List, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+from neuralgraph import native
+
+__all__ = ["available", "can_run", "wt_forward", "fused_attention", "rope_tables"]
+
+_F = ctypes.POINTER(ctypes.c_float)
+_I = ctypes.POINTER(ctypes.c_int64)
+
+
+class _Params(ctypes.Structure):
+    # mirrors WTParams in wt_fused.c
+    _fields_ = [(n, ctypes.c_int64) for n in ("H", "heads", "d", "D", "FF", "HW", "npos", "naxes")] + \
+        [(n, ctypes.c_float) for n in ("eps", "eps1", "eps2", "scale")] + \
+        [("normalize", ctypes.c_int32), ("pad", ctypes.c_int32), ("head_axes", _I), ("cos_tab", _F),
+         ("sin_tab", _F)] + \
+        [(n, _F) for n in ("kv_w", "kv_b", "qu_w", "qu_b", "proj_w", "proj_b", "ln1_g", "ln1_b", "ff1_w",
+                           "ff1_b", "ff2_w", "ff2_b", "ln2_g", "ln2_b", "hd1_w", "hd1_b", "out_w", "out_b")]
+
+
+_ABI = 2
+_ready: set = set()
+
+
+def _lib() -> Optional[ctypes.CDLL]:
+    lib = native.load("wt_fused")
+    if lib is None or id(lib) in _ready:
+        return lib
+    if lib.ng_wt_abi_version() != _ABI:
+        raise native.NativeUnavailable(f"wt_fused ABI {lib.ng_wt_abi_version()} != {_ABI}: stale build")
+    vp, i64 = ctypes.c_void_p, ctypes.c_int64
+    lib.ng_wt_keys.argtypes = [vp, i64, i64] + [vp] * 9
+    lib.ng_wt_update.argtypes = [vp, i64, i64] + [vp] * 10
+    lib.ng_attn_keys.argtypes = [vp, i64, i64] + [vp] * 12
+    lib.ng_attn_contract.argtypes = [vp, i64, i64] + [vp] * 12
+    for f in (lib.ng_wt_keys, lib.ng_wt_update, lib.ng_attn_keys, lib.ng_attn_contract):
+        f.restype = ctypes.c_int
+    _ready.add(id(lib))
+    return lib
+
+
+def available() -> bool:
+    """Whether the fused kernel builds and loads here (see :func:`neuralgraph.native.status`)."""
+    return _lib() is not None
+
+
+def can_run(rule: Any, graph: Any) -> Optional[str]:
+    """``None`` if :func:`wt_forward` handles ``rule`` on ``graph`` now, else the reason it does not."""
+    weight = graph.weight
+    if torch.is_grad_enabled():
+        return "autograd is on (the kernel is inference-only)"
+    if weight.device.type != "cpu":
+        return f"graph is on {weight.device}"
+    if weight.dtype != torch.float32 or graph.hidden.dtype != torch.float32:
+        return f"dtype {weight.dtype} (the kernel is float32)"
+    for p in rule.parameters():
+        if p.dtype != torch.float32 or p.device.type != "cpu":
+            return "rule parameters are not float32 on CPU"
+    if torch.is_autocast_enabled("cpu"):
+        return "CPU autocast is on"
+    if rule.hidden_dim + 1 > 512 or 4 * rule.dim > 512 or rule.ff_dim > 512 or rule.head_width > 512:
+        return "a width exceeds the kernel's 512"
+    if _lib() is None:
+        return native.status("wt_fused")
+    return None
+
+
+def rope_tables(graph: Any, rule: Any) -> Tuple[Tensor, Tensor, Tensor]:
+    """``(head_axes [h] int64, cos [P, d/2], sin [P, d/2])`` with ``P`` one more than the largest
+    position on any rotating axis; positions are checked to be non-negative.  Cached on the graph
+    (keyed on its ``edge_pos`` tensor)."""
+    edge_pos = graph.edge_pos
+    axes = rule.active_axes
+    key = ("fused_rope", axes, rule.head_dim, rule.rope_base)
+    cached = graph.__dict__.get("_fused_cache")
+    if cached is None or cached[0] is not edge_pos:
+        cached = (edge_pos, {})
+        graph.__dict__["_fused_cache"] = cached
+    if key not in cached[1]:
+        used = sorted({a for a in axes if a >= 0})
+        npos = 1
+        if used and edge_pos.numel():
+            cols = edge_pos[:, used]
+            if int(cols.min()) < 0:
+                raise ValueError(f"edge_pos has negative positions on axes {used}; RoPE needs >= 0")
+            npos = int(cols.max()) + 1
+        j = torch.arange(rule.head_dim // 2, dtype=torch.float32)
+        theta = rule.rope_base ** (-2.0 * j / rule.head_dim)
+        ang = torch.arange(npos, dtype=torch.float32).unsqueeze(1) * theta  # as rope_angles
+        cached[1][key] = (torch.tensor(axes, dtype=torch.int64), torch.cos(ang).contiguous(),
+                          torch.sin(ang).contiguous())
+    return cached[1][key]
+
+
+def _check(rc: int) -> None:
+    if rc != 0:
+        raise MemoryError("wt_fused: could not allocate the kernel's per-thread workspace")
+
+
+def _ranges(num: int, parts: int, align: int) -> List[Tuple[int, int]]:
+    """``parts`` contiguous ranges covering ``[0, num)``, boundaries multiples of ``align``."""
+    step = max(align, -(-num // max(1, parts) // align) * align)
+    return [(s, min(num, s + step)) for s in range(0, num, step)]
+
+
+def _run(fn: Callable[[int, int, int], None], ranges: Sequence[Tuple[int, int]], workers: int) -> None:
+    """``fn(worker, e0, e1)`` for every range; worker ``i`` takes ``ranges[i::workers]``."""
+    if workers <= 1 or len(ranges) <= 1:
+        for e0, e1 in ranges:
+            fn(0, e0, e1)
+        return
+
+    def job(i: int) -> None:
+        for e0, e1 in ranges[i::workers]:
+            fn(i, e0, e1)
+
+    with ThreadPoolExecutor(workers) as pool:
+        for f in [pool.submit(job, i) for i in range(workers)]:
+            f.result()
+
+
+def _params(rule: Any, graph: Any, keep: List[Tensor]) -> _Params:
+    head_axes, cos, sin = rope_tables(graph, rule)
+
+    def f(t: Tensor) -> Any:
+        t = t.detach().contiguous()
+        keep.append(t)
+        return ctypes.cast(t.data_ptr(), _F)
+
+    def ln(norm: torch.nn.LayerNorm, dim: int) -> Tuple[Any, Any]:
+        g = norm.weight if norm.weight is not None else torch.ones(dim)
+        b = norm.bias if norm.bias is not None else torch.zeros(dim)
+        return f(g), f(b)
+
+    keep += [head_axes]
+    p = _Params(H=rule.hidden_dim, heads=rule.heads, d=rule.head_dim, D=rule.dim, FF=rule.ff_dim,
+                HW=rule.head_width, npos=cos.size(0), naxes=graph.edge_pos.size(1), eps=rule.eps,
+                eps1=rule.norm1.eps, eps2=rule.norm2.eps, scale=rule.update_scale,
+                normalize=int(rule.normalize), pad=0,
+                head_axes=ctypes.cast(head_axes.data_ptr(), _I), cos_tab=f(cos), sin_tab=f(sin))
+    p.kv_w, p.kv_b = f(rule.kv.weight), f(rule.kv.bias)
+    p.qu_w, p.qu_b = f(rule.qu.weight), f(rule.qu.bias)
+    p.proj_w, p.proj_b = f(rule.proj.weight), f(rule.proj.bias)
+    p.ln1_g, p.ln1_b = ln(rule.norm1, rule.dim)
+    p.ff1_w, p.ff1_b = f(rule.ff[0].weight), f(rule.ff[0].bias)
+    p.ff2_w, p.ff2_b = f(rule.ff[2].weight), f(rule.ff[2].bias)
+    p.ln2_g, p.ln2_b = ln(rule.norm2, rule.dim)
+    p.hd1_w, p.hd1_b = f(rule.head[0].weight), f(rule.head[0].bias)
+    p.out_w, p.out_b = f(rule.out.weight), f(rule.out.bias)
+    return p
+
+
+def _edges(graph: Any) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    ei = graph.edge_index
+    src, dst = ei[0].contiguous(), ei[1].contiguous()
+    pos = graph.edge_pos.to(torch.int64).contiguous()
+    return graph.weight.contiguous(), graph.hidden.contiguous(), src, dst, pos
+
+
+def wt_forward(rule: Any, graph: Any, workers: int, range_size: int = 65536) -> Tuple[Tensor, Tensor]:
+    """The fused no-grad forward of a WeightTransformer: ``(dw [E], dh [E, H])``.
+
+    Call only where :func:`can_run` returns ``None``."""
+    lib = _lib()
+    assert lib is not None
+    keep: List[Tensor] = []
+    p = _params(rule, graph, keep)
+    pp = ctypes.byref(p)
+    w, hid, src, dst, pos = _edges(graph)
+    num_edges, num_nodes = w.numel(), int(graph.num_nodes)
+    tile = lib.ng_wt_tile()
+    workers = max(1, min(workers, num_edges // 16384))  # small graphs: no thread pool
+    ranges = _ranges(num_edges, max(workers * 4, -(-num_edges // range_size)), tile)
+    workers = max(1, min(workers, len(ranges)))
+    hdd = rule.heads * rule.head_dim * rule.head_dim
+    states = [[w.new_zeros(num_nodes, hdd), w.new_zeros(num_nodes, rule.dim), w.new_zeros(num_nodes, hdd),
+               w.new_zeros(num_nodes, rule.dim)] for _ in range(workers)]
+    wp, hp, sp, dp, pp_ = w.data_ptr(), hid.data_ptr(), src.data_ptr(), dst.data_ptr(), pos.data_ptr()
+
+    def keys(i: int, e0: int, e1: int) -> None:
+        _check(lib.ng_wt_keys(pp, e0, e1, wp, hp, sp, dp, pp_, *(s.data_ptr() for s in states[i])))
+
+    _run(keys, ranges, workers)
+    total = states[0]
+    for other in states[1:]:
+        for a, b in zip(total, other):
+            a += b
+    out = w.new_empty(num_edges, 1 + rule.hidden_dim)
+    sptrs = [s.data_ptr() for s in total]
+
+    def update(i: int, e0: int, e1: int) -> None:
+        _check(lib.ng_wt_update(pp, e0, e1, wp, hp, sp, dp, pp_, *sptrs, out.data_ptr()))
+
+    _run(update, ranges, workers)
+    del keep
+    return out[:, 0], out[:, 1:]
+
+
+def fused_attention(edge_index: Tensor, num_nodes: int, heads: int, q_rot: Tuple[Tensor, Tensor],
+                    q: Tuple[Tensor, Tensor], k_rot: Tuple[Tensor, Tensor], k: Tuple[Tensor, Tensor],
+                    v: Tuple[Tensor, Tensor], eps: float = 1e-6, normalize: bool = True,
+                    workers: Optional[int] = None, range_size: int = 65536) -> Tuple[Tensor, Tensor]:
+    """Forward- and backward-neighbourhood linear attention with the fused kernel; arguments and
+    result as :func:`~neuralgraph.rules.linear_attention.neighbourhood_attention` (float32 CPU,
+    no autograd).  Raises :class:`~neuralgraph.native.NativeUnavailable` without the kernel."""
+    lib = _lib()
+    if lib is None:
+        raise native.NativeUnavailable(native.status("wt_fused"))
+    ins = [t.detach().to(torch.float32).contiguous() for t in (*q_rot, *q, *k_rot, *k, *v)]
+    qrf, qrb, qf, qb, krf, krb, kf, kb, vf, vb = ins
+    num_edges, dim = vf.shape
+    d = dim // heads
+    p = _Params(H=0, heads=heads, d=d, D=dim, FF=0, HW=0, npos=1, naxes=0, eps=eps, eps1=0.0, eps2=0.0,
+                scale=0.0, normalize=int(normalize), pad=0)
+    pp = ctypes.byref(p)
+    src, dst = edge_index[0].contiguous(), edge_index[1].contiguous()
+    workers = torch.get_num_threads() if workers is None else workers
+    workers = max(1, min(workers, num_edges // 16384))
+    ranges = _ranges(num_edges, max(workers * 4, -(-num_edges // range_size)), lib.ng_wt_tile())
+    workers = max(1, min(workers, len(ranges)))
+    states = [[vf.new_zeros(num_nodes, heads * d * d), vf.new_zeros(num_nodes, dim),
+               vf.new_zeros(num_nodes, heads * d * d), vf.new_zeros(num_nodes, dim)] for _ in range(workers)]
+
+    def keys(i: int, e0: int, e1: int) -> None:
+        _check(lib.ng_attn_keys(pp, e0, e1, *(t.data_ptr() for t in (krf, kf, vf, krb, kb, vb, src, dst)),
+                                *(s.data_ptr() for s in states[i])))
+
+    _run(keys, ranges, workers)
+    total = states[0]
+    for other in states[1:]:
+        for a, b in zip(total, other):
+            a += b
+    a_f, a_b = vf.new_empty(num_edges, dim), vf.new_empty(num_edges, dim)
+
+    def contract(i: int, e0: int, e1: int) -> None:
+        _check(lib.ng_attn_contract(pp, e0, e1, *(t.data_ptr() for t in (qrf, qf, qrb, qb, src, dst)),
+                                    *(s.data_ptr() for s in total), a_f.data_ptr(), a_b.data_ptr()))
+
+    _run(contract, ranges, workers)
+    return a_f, a_b
