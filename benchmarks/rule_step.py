@@ -3,8 +3,13 @@
 For the Weight Transformer and MLPRule (documented default configs): seconds per
 step without and with gradients, FLOP rate, fraction of this machine's plain
 sgemm FLOP rate (measured in the same run) and peak memory.  For the
-neighbourhood attention alone: our block-wise aggregation against the
-straightforward PyG scatter/gather formulation, outputs checked equal.
+neighbourhood attention alone: our aggregation against the straightforward PyG
+scatter/gather formulation, outputs checked equal.
+
+The Weight Transformer's no-grad forward and the attention use the fused C kernel
+(``neuralgraph.native``) where it builds; the PyTorch path is timed in the same run
+(``seconds_per_step_torch``, ``attention_seconds_torch``) with its outputs checked
+against the kernel's.  ``NEURALGRAPH_NATIVE=0`` benchmarks the PyTorch path alone.
 
     python benchmarks/rule_step.py --json
 """
@@ -24,7 +29,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import PeakMemory, dump, machine, peak_rss_delta_mb, sgemm_gflops, timeit  # noqa: E402
 
 import neuralgraph as ng  # noqa: E402
-from neuralgraph.rules import MLPRule, WeightTransformer  # noqa: E402
+from neuralgraph import native  # noqa: E402
+from neuralgraph.rules import MLPRule, WeightTransformer, fused  # noqa: E402
 from neuralgraph.rules.layout import block_layout  # noqa: E402
 from neuralgraph.rules.linear_attention import (  # noqa: E402
     neighbourhood_attention,
@@ -89,8 +95,21 @@ def bench_rule(name: str, graph: ng.NeuralGraph, widths: List[int], repeat: int)
     """Timings, FLOP rate and memory of one rule; ``fraction_of_peak`` is added by the caller."""
     rule = make_rule(name, graph.hidden_dim)
     flops = wt_flops_per_edge(rule) if name == "wt" else mlp_flops_per_edge(rule)
+    extra: Dict[str, Any] = {}
     with torch.no_grad():
         t, times = timeit(lambda: rule(graph), repeat=repeat, warmup=1)
+        if name == "wt":
+            uses_fused = fused.can_run(rule, graph) is None
+            extra["backend"] = "fused C kernel" if uses_fused else f"torch ({native.status()})"
+            if uses_fused:  # the PyTorch path in the same run, outputs compared
+                out = rule(graph)
+                rule.native = False
+                t_torch, _ = timeit(lambda: rule(graph), repeat=max(1, repeat - 1), warmup=1)
+                ref = rule(graph)
+                rule.native = None
+                err = max(float((a - b).abs().max()) for a, b in zip(out, ref))
+                extra.update(seconds_per_step_torch=sig(t_torch), fused_speedup=round(sig(t_torch) / sig(t), 2),
+                             fused_max_abs_diff=err, fused_outputs_equal=err <= 1e-5)
     w = graph.weight
     graph.weight = w.clone().requires_grad_(True)
     t_grad, times_grad = timeit(lambda: fwd_bwd(rule, graph), repeat=max(1, repeat - 1), warmup=1)
@@ -114,6 +133,7 @@ def bench_rule(name: str, graph: ng.NeuralGraph, widths: List[int], repeat: int)
         "peak_mem_mb_grad": mem_grad,
         "times": [sig(x) for x in times],
         "times_grad": [sig(x) for x in times_grad],
+        **extra,
     }
 
 
@@ -132,7 +152,7 @@ def bench_attention(graph: ng.NeuralGraph, heads: int, head_dim: int, repeat: in
     blocks = block_layout(graph)
     f, b = slice(0, dim), slice(dim, 2 * dim)
 
-    def ours() -> Any:
+    def torch_path() -> Any:
         return neighbourhood_attention(blocks, graph.num_nodes, heads, (qr[:, f], qr[:, b]), (q[:, f], q[:, b]),
                                        (kr[:, f], kr[:, b]), (k[:, f], k[:, b]), (v[:, f], v[:, b]))
 
@@ -145,21 +165,35 @@ def bench_attention(graph: ng.NeuralGraph, heads: int, head_dim: int, repeat: in
                                 v[:, b].contiguous(), forward=False)
         return a_f, a_b
 
+    def fused_path() -> Any:
+        return fused.fused_attention(graph.edge_index, graph.num_nodes, heads, (qr[:, f], qr[:, b]),
+                                     (q[:, f], q[:, b]), (kr[:, f], kr[:, b]), (k[:, f], k[:, b]),
+                                     (v[:, f], v[:, b]))
+
+    has_fused = fused.available()
     with torch.no_grad():
-        t_ours, _ = timeit(ours, repeat=repeat)
+        t_torch, _ = timeit(torch_path, repeat=repeat)
+        t_ours = timeit(fused_path, repeat=repeat)[0] if has_fused else t_torch
         t_ref, _ = timeit(reference, repeat=max(1, repeat - 1))
-        mine, ref = ours(), reference()
-    t_ours, t_ref = sig(t_ours), sig(t_ref)
-    err = max(float((mine[i] - ref[i]).abs().max()) for i in range(2))
+        ref = reference()
+        outs = {"torch": torch_path()}
+        if has_fused:
+            outs["fused"] = fused_path()
+    t_ours, t_ref, t_torch = sig(t_ours), sig(t_ref), sig(t_torch)
     scale = max(float(ref[i].abs().max()) for i in range(2))
+    errs = {k: max(float((o[i] - ref[i]).abs().max()) for i in range(2)) for k, o in outs.items()}
     return {
         "heads": heads,
         "head_dim": head_dim,
+        "backend": "fused C kernel" if has_fused else f"torch ({native.status()})",
         "attention_seconds": t_ours,
+        "attention_seconds_torch": t_torch,
         "reference_attention_seconds": t_ref,
         "attention_speedup": round(t_ref / t_ours, 2),
-        "max_abs_diff": err,
-        "outputs_equal": err <= 1e-4 * max(scale, 1.0),
+        "attention_speedup_torch": round(t_ref / t_torch, 2),
+        "max_abs_diff": max(errs.values()),
+        "max_abs_diff_by_backend": errs,
+        "outputs_equal": all(e <= 1e-4 * max(scale, 1.0) for e in errs.values()),
     }
 
 

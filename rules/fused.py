@@ -11,6 +11,7 @@ diagonal ``d x d`` blocks: ``S [V, heads, d, d]``, ``z [V, D]``.
 from __future__ import annotations
 
 import ctypes
+import platform
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
@@ -35,7 +36,7 @@ class _Params(ctypes.Structure):
                            "ff1_b", "ff2_w", "ff2_b", "ln2_g", "ln2_b", "hd1_w", "hd1_b", "out_w", "out_b")]
 
 
-_ABI = 2
+_ABI = 3
 _ready: set = set()
 
 
@@ -48,8 +49,8 @@ def _lib() -> Optional[ctypes.CDLL]:
     vp, i64 = ctypes.c_void_p, ctypes.c_int64
     lib.ng_wt_keys.argtypes = [vp, i64, i64] + [vp] * 9
     lib.ng_wt_update.argtypes = [vp, i64, i64] + [vp] * 10
-    lib.ng_attn_keys.argtypes = [vp, i64, i64] + [vp] * 12
-    lib.ng_attn_contract.argtypes = [vp, i64, i64] + [vp] * 12
+    lib.ng_attn_keys.argtypes = [vp, i64, i64] + [vp] * 13
+    lib.ng_attn_contract.argtypes = [vp, i64, i64] + [vp] * 13
     for f in (lib.ng_wt_keys, lib.ng_wt_update, lib.ng_attn_keys, lib.ng_attn_contract):
         f.restype = ctypes.c_int
     _ready.add(id(lib))
@@ -107,6 +108,39 @@ def rope_tables(graph: Any, rule: Any) -> Tuple[Tensor, Tensor, Tensor]:
         cached[1][key] = (torch.tensor(axes, dtype=torch.int64), torch.cos(ang).contiguous(),
                           torch.sin(ang).contiguous())
     return cached[1][key]
+
+
+def _rows(t: Tensor) -> Tensor:
+    """``t [E, D]`` as float32 rows the kernel can read: unit stride along ``D``, any row stride."""
+    t = t.detach().to(torch.float32)
+    return t if t.dim() == 2 and t.stride(1) == 1 and t.stride(0) >= t.size(1) else t.contiguous()
+
+
+_MADV_HUGEPAGE = 14
+_libc: Optional[Any] = None
+
+
+def _empty(*shape: int) -> Tensor:
+    """``torch.empty(shape)`` (float32); buffers of more than 8 MB are advised to use transparent
+    huge pages (Linux), which makes their first touch -- hundreds of thousands of 4 KB page faults
+    for a step's output on a 2M-edge graph -- several times cheaper.  Advice only: ignored if
+    unsupported."""
+    out = torch.empty(*shape)
+    nbytes = out.numel() * 4
+    if nbytes > 8 << 20 and platform.system() == "Linux":
+        global _libc
+        try:
+            if _libc is None:
+                _libc = ctypes.CDLL(None, use_errno=True)
+                _libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+            huge = 2 << 20
+            start = -(-out.data_ptr() // huge) * huge
+            end = (out.data_ptr() + nbytes) // huge * huge
+            if end > start:
+                _libc.madvise(start, end - start, _MADV_HUGEPAGE)
+        except (OSError, AttributeError):
+            pass
+    return out
 
 
 def _check(rc: int) -> None:
@@ -202,7 +236,7 @@ def wt_forward(rule: Any, graph: Any, workers: int, range_size: int = 65536) -> 
     for other in states[1:]:
         for a, b in zip(total, other):
             a += b
-    out = w.new_empty(num_edges, 1 + rule.hidden_dim)
+    out = _empty(num_edges, 1 + rule.hidden_dim)
     sptrs = [s.data_ptr() for s in total]
 
     def update(i: int, e0: int, e1: int) -> None:
@@ -223,9 +257,11 @@ def fused_attention(edge_index: Tensor, num_nodes: int, heads: int, q_rot: Tuple
     lib = _lib()
     if lib is None:
         raise native.NativeUnavailable(native.status("wt_fused"))
-    ins = [t.detach().to(torch.float32).contiguous() for t in (*q_rot, *q, *k_rot, *k, *v)]
+    ins = [_rows(t) for t in (*q_rot, *q, *k_rot, *k, *v)]  # strided rows are read in place
     qrf, qrb, qf, qb, krf, krb, kf, kb, vf, vb = ins
     num_edges, dim = vf.shape
+    ld_keys = torch.tensor([t.stride(0) for t in (krf, kf, vf, krb, kb, vb)], dtype=torch.int64)
+    ld_q = torch.tensor([t.stride(0) for t in (qrf, qf, qrb, qb)], dtype=torch.int64)
     d = dim // heads
     p = _Params(H=0, heads=heads, d=d, D=dim, FF=0, HW=0, npos=1, naxes=0, eps=eps, eps1=0.0, eps2=0.0,
                 scale=0.0, normalize=int(normalize), pad=0)
@@ -239,7 +275,7 @@ def fused_attention(edge_index: Tensor, num_nodes: int, heads: int, q_rot: Tuple
                vf.new_zeros(num_nodes, heads * d * d), vf.new_zeros(num_nodes, dim)] for _ in range(workers)]
 
     def keys(i: int, e0: int, e1: int) -> None:
-        _check(lib.ng_attn_keys(pp, e0, e1, *(t.data_ptr() for t in (krf, kf, vf, krb, kb, vb, src, dst)),
+        _check(lib.ng_attn_keys(pp, e0, e1, *(t.data_ptr() for t in (krf, kf, vf, krb, kb, vb, ld_keys, src, dst)),
                                 *(s.data_ptr() for s in states[i])))
 
     _run(keys, ranges, workers)
@@ -247,10 +283,10 @@ def fused_attention(edge_index: Tensor, num_nodes: int, heads: int, q_rot: Tuple
     for other in states[1:]:
         for a, b in zip(total, other):
             a += b
-    a_f, a_b = vf.new_empty(num_edges, dim), vf.new_empty(num_edges, dim)
+    a_f, a_b = _empty(num_edges, dim), _empty(num_edges, dim)
 
     def contract(i: int, e0: int, e1: int) -> None:
-        _check(lib.ng_attn_contract(pp, e0, e1, *(t.data_ptr() for t in (qrf, qf, qrb, qb, src, dst)),
+        _check(lib.ng_attn_contract(pp, e0, e1, *(t.data_ptr() for t in (qrf, qf, qrb, qb, ld_q, src, dst)),
                                     *(s.data_ptr() for s in total), a_f.data_ptr(), a_b.data_ptr()))
 
     _run(contract, ranges, workers)

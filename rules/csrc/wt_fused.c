@@ -40,7 +40,7 @@ typedef struct {
         *ff2_w, *ff2_b, *ln2_g, *ln2_b, *hd1_w, *hd1_b, *out_w, *out_b;
 } WTParams;
 
-int ng_wt_abi_version(void) { return 2; }
+int ng_wt_abi_version(void) { return 3; }
 int ng_wt_tile(void) { return TILE; }
 int ng_wt_max_width(void) { return MAXW; }
 
@@ -401,18 +401,30 @@ int ng_wt_update(const WTParams *p, int64_t e0, int64_t e1, const float *w, cons
     return ok ? 0 : -1;
 }
 
-/* rows [0, n) of the [D][T] tile from a row-major [E][D] array at edge s (other lanes zero) */
-static void load_rows(const float *in, int64_t s, int n, int64_t D, float *restrict tile) {
-    memset(tile, 0, sizeof(float) * (size_t)(D * T));
-    for (int t = 0; t < n; t++)
-        for (int64_t c = 0; c < D; c++) tile[c * T + t] = in[(s + t) * D + c];
+/* rows [0, n) of the [D][T] tile from an [E][D] array with row stride ld at edge s (other lanes
+ * zero) */
+static void load_rows(const float *in, int64_t ld, int64_t s, int n, int64_t D, float *restrict tile) {
+    float rows[MAXW * T]; /* whole rows first (contiguous vector loads), then transposed in L1 */
+    for (int t = 0; t < n; t++) memcpy(rows + t * D, in + (s + t) * ld, sizeof(float) * (size_t)D);
+    if (n < T) memset(rows + n * D, 0, sizeof(float) * (size_t)((T - n) * D));
+    for (int64_t c = 0; c < D; c++)
+        for (int t = 0; t < T; t++) tile[c * T + t] = rows[t * D + c];
 }
 
-/* Attention alone (benchmark): pass 1 from precomputed rotated/unrotated phi(k) and v, all
- * [E][D] row-major, forward and backward kinds in separate arrays. */
+/* the [D][T] tile's lanes [0, n) as n contiguous rows of D (transposed in L1, then copied) */
+static void store_rows(const float *restrict tile, int n, int64_t D, float *out) {
+    float rows[MAXW * T];
+    for (int t = 0; t < T; t++)
+        for (int64_t c = 0; c < D; c++) rows[t * D + c] = tile[c * T + t];
+    memcpy(out, rows, sizeof(float) * (size_t)(n * D));
+}
+
+/* Attention alone (benchmark): pass 1 from precomputed rotated/unrotated phi(k) and v, each
+ * [E][D] with row strides ld[6] (krf, kf, vf, krb, kb, vb), forward and backward kinds apart. */
 int ng_attn_keys(const WTParams *p, int64_t e0, int64_t e1, const float *krf, const float *kf,
                  const float *vf, const float *krb, const float *kb, const float *vb,
-                 const int64_t *src, const int64_t *dst, float *Sf, float *zf, float *Sb, float *zb) {
+                 const int64_t *ld, const int64_t *src, const int64_t *dst, float *Sf, float *zf,
+                 float *Sb, float *zb) {
     const int64_t D = p->D, W = p->heads * p->d * p->d + p->D;
     float kr[MAXW * T], k[MAXW * T], v[MAXW * T];
     Cache cf, cb;
@@ -420,9 +432,9 @@ int ng_attn_keys(const WTParams *p, int64_t e0, int64_t e1, const float *krf, co
     if (ok) {
         for (int64_t s = e0; s < e1; s += T) {
             const int n = (int)((e1 - s) < T ? (e1 - s) : T);
-            load_rows(krf, s, n, D, kr), load_rows(kf, s, n, D, k), load_rows(vf, s, n, D, v);
+            load_rows(krf, ld[0], s, n, D, kr), load_rows(kf, ld[1], s, n, D, k), load_rows(vf, ld[2], s, n, D, v);
             scatter(p, &cf, s, n, src, kr, k, v, Sf, zf);
-            load_rows(krb, s, n, D, kr), load_rows(kb, s, n, D, k), load_rows(vb, s, n, D, v);
+            load_rows(krb, ld[3], s, n, D, kr), load_rows(kb, ld[4], s, n, D, k), load_rows(vb, ld[5], s, n, D, v);
             scatter(p, &cb, s, n, dst, kr, k, v, Sb, zb);
         }
         cache_flush_all(p, &cf, Sf, zf);
@@ -433,9 +445,11 @@ int ng_attn_keys(const WTParams *p, int64_t e0, int64_t e1, const float *krf, co
     return ok ? 0 : -1;
 }
 
-/* Attention alone, pass 2: af, ab [E][D] rows e0 .. e1. */
+/* Attention alone, pass 2: af, ab [E][D] (row-major) rows e0 .. e1; ld[4]: row strides of
+ * qrf, qf, qrb, qb. */
 int ng_attn_contract(const WTParams *p, int64_t e0, int64_t e1, const float *qrf, const float *qf,
-                     const float *qrb, const float *qb, const int64_t *src, const int64_t *dst,
+                     const float *qrb, const float *qb, const int64_t *ld, const int64_t *src,
+                     const int64_t *dst,
                      const float *Sf, const float *zf, const float *Sb, const float *zb, float *af,
                      float *ab) {
     const int64_t D = p->D, W = p->heads * p->d * p->d + p->D;
@@ -444,14 +458,12 @@ int ng_attn_contract(const WTParams *p, int64_t e0, int64_t e1, const float *qrf
     int ok = cache_init(&cf, W) & cache_init(&cb, W);
     for (int64_t s = e0; ok && s < e1; s += T) {
         const int n = (int)((e1 - s) < T ? (e1 - s) : T);
-        load_rows(qrf, s, n, D, qr), load_rows(qf, s, n, D, q);
+        load_rows(qrf, ld[0], s, n, D, qr), load_rows(qf, ld[1], s, n, D, q);
         contract(p, &cf, s, n, dst, qr, q, Sf, zf, a);
-        for (int t = 0; t < n; t++)
-            for (int64_t c = 0; c < D; c++) af[(s + t) * D + c] = a[c * T + t];
-        load_rows(qrb, s, n, D, qr), load_rows(qb, s, n, D, q);
+        store_rows(a, n, D, af + s * D);
+        load_rows(qrb, ld[2], s, n, D, qr), load_rows(qb, ld[3], s, n, D, q);
         contract(p, &cb, s, n, src, qr, q, Sb, zb, a);
-        for (int t = 0; t < n; t++)
-            for (int64_t c = 0; c < D; c++) ab[(s + t) * D + c] = a[c * T + t];
+        store_rows(a, n, D, ab + s * D);
     }
     cache_free(&cf);
     cache_free(&cb);
