@@ -11,7 +11,9 @@ diagonal ``d x d`` blocks: ``S [V, heads, d, d]``, ``z [V, D]``.
 from __future__ import annotations
 
 import ctypes
+import os
 import platform
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
@@ -165,9 +167,23 @@ def _run(fn: Callable[[int, int, int], None], ranges: Sequence[Tuple[int, int]],
         for e0, e1 in ranges[i::workers]:
             fn(i, e0, e1)
 
-    with ThreadPoolExecutor(workers) as pool:
-        for f in [pool.submit(job, i) for i in range(workers)]:
-            f.result()
+    pool = _pool(workers)
+    for f in [pool.submit(job, i) for i in range(workers)]:
+        f.result()
+
+
+_executor: Optional[Tuple[int, int, ThreadPoolExecutor]] = None
+_executor_lock = threading.Lock()
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """A persistent thread pool with at least ``workers`` threads (starting threads per call costs
+    several ms); recreated after a fork (a forked child has none of the parent's threads)."""
+    global _executor
+    with _executor_lock:
+        if _executor is None or _executor[0] != os.getpid() or _executor[1] < workers:
+            _executor = (os.getpid(), workers, ThreadPoolExecutor(workers, thread_name_prefix="ng-fused"))
+        return _executor[2]
 
 
 def _params(rule: Any, graph: Any, keep: List[Tensor]) -> _Params:
