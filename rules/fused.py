@@ -22,7 +22,8 @@ from torch import Tensor
 
 from neuralgraph import native
 
-__all__ = ["available", "can_run", "wt_forward", "fused_attention", "rope_tables"]
+__all__ = ["available", "can_run", "wt_forward", "fused_attention", "rope_tables", "mlp_can_run",
+           "mlp_forward"]
 
 _F = ctypes.POINTER(ctypes.c_float)
 _I = ctypes.POINTER(ctypes.c_int64)
@@ -38,7 +39,13 @@ class _Params(ctypes.Structure):
                            "ff1_b", "ff2_w", "ff2_b", "ln2_g", "ln2_b", "hd1_w", "hd1_b", "out_w", "out_b")]
 
 
-_ABI = 3
+class _MLPParams(ctypes.Structure):
+    # mirrors MLPParams in wt_fused.c
+    _fields_ = [("H", ctypes.c_int64), ("depth", ctypes.c_int64), ("width", ctypes.c_int64),
+                ("scale", ctypes.c_float), ("pad", ctypes.c_int32), ("w", _F * 9), ("b", _F * 9)]
+
+
+_ABI = 4
 _ready: set = set()
 
 
@@ -53,7 +60,8 @@ def _lib() -> Optional[ctypes.CDLL]:
     lib.ng_wt_update.argtypes = [vp, i64, i64] + [vp] * 10
     lib.ng_attn_keys.argtypes = [vp, i64, i64] + [vp] * 13
     lib.ng_attn_contract.argtypes = [vp, i64, i64] + [vp] * 13
-    for f in (lib.ng_wt_keys, lib.ng_wt_update, lib.ng_attn_keys, lib.ng_attn_contract):
+    lib.ng_mlp_update.argtypes = [vp, i64, i64] + [vp] * 7
+    for f in (lib.ng_wt_keys, lib.ng_wt_update, lib.ng_attn_keys, lib.ng_attn_contract, lib.ng_mlp_update):
         f.restype = ctypes.c_int
     _ready.add(id(lib))
     return lib
@@ -66,6 +74,17 @@ def available() -> bool:
 
 def can_run(rule: Any, graph: Any) -> Optional[str]:
     """``None`` if :func:`wt_forward` handles ``rule`` on ``graph`` now, else the reason it does not."""
+    why = _common_reasons(rule, graph)
+    if why is not None:
+        return why
+    if rule.hidden_dim + 1 > 512 or 4 * rule.dim > 512 or rule.ff_dim > 512 or rule.head_width > 512:
+        return "a width exceeds the kernel's 512"
+    if _lib() is None:
+        return native.status("wt_fused")
+    return None
+
+
+def _common_reasons(rule: Any, graph: Any) -> Optional[str]:
     weight = graph.weight
     if torch.is_grad_enabled():
         return "autograd is on (the kernel is inference-only)"
@@ -78,10 +97,6 @@ def can_run(rule: Any, graph: Any) -> Optional[str]:
             return "rule parameters are not float32 on CPU"
     if torch.is_autocast_enabled("cpu"):
         return "CPU autocast is on"
-    if rule.hidden_dim + 1 > 512 or 4 * rule.dim > 512 or rule.ff_dim > 512 or rule.head_width > 512:
-        return "a width exceeds the kernel's 512"
-    if _lib() is None:
-        return native.status("wt_fused")
     return None
 
 
@@ -217,10 +232,10 @@ def _params(rule: Any, graph: Any, keep: List[Tensor]) -> _Params:
     return p
 
 
-def _edges(graph: Any) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+def _edges(graph: Any, with_pos: bool = True) -> Tuple[Tensor, Tensor, Tensor, Tensor, Optional[Tensor]]:
     ei = graph.edge_index
-    src, dst = ei[0].contiguous(), ei[1].contiguous()
-    pos = graph.edge_pos.to(torch.int64).contiguous()
+    src, dst = ei[0].to(torch.int64).contiguous(), ei[1].to(torch.int64).contiguous()
+    pos = graph.edge_pos.to(torch.int64).contiguous() if with_pos else None
     return graph.weight.contiguous(), graph.hidden.contiguous(), src, dst, pos
 
 
@@ -282,7 +297,7 @@ def fused_attention(edge_index: Tensor, num_nodes: int, heads: int, q_rot: Tuple
     p = _Params(H=0, heads=heads, d=d, D=dim, FF=0, HW=0, npos=1, naxes=0, eps=eps, eps1=0.0, eps2=0.0,
                 scale=0.0, normalize=int(normalize), pad=0)
     pp = ctypes.byref(p)
-    src, dst = edge_index[0].contiguous(), edge_index[1].contiguous()
+    src, dst = edge_index[0].to(torch.int64).contiguous(), edge_index[1].to(torch.int64).contiguous()
     workers = torch.get_num_threads() if workers is None else workers
     workers = max(1, min(workers, num_edges // 16384))
     ranges = _ranges(num_edges, max(workers * 4, -(-num_edges // range_size)), lib.ng_wt_tile())
@@ -307,3 +322,46 @@ def fused_attention(edge_index: Tensor, num_nodes: int, heads: int, q_rot: Tuple
 
     _run(contract, ranges, workers)
     return a_f, a_b
+
+
+def mlp_can_run(rule: Any, graph: Any) -> Optional[str]:
+    """``None`` if :func:`mlp_forward` handles the :class:`MLPRule` ``rule`` on ``graph`` now, else why not."""
+    why = _common_reasons(rule, graph)
+    if why is not None:
+        return why
+    if rule.data_conditioned:
+        return "data-conditioned MLPRule (the kernel takes no activations)"
+    if rule.depth + 1 > 9 or 3 * (1 + rule.hidden_dim) > 512 or rule.width > 512:
+        return "depth or width exceeds the kernel's limits (8 hidden layers, width 512)"
+    if _lib() is None:
+        return native.status("wt_fused")
+    return None
+
+
+def mlp_forward(rule: Any, graph: Any, node_in: Tensor, node_out: Tensor, workers: int,
+                range_size: int = 65536) -> Tuple[Tensor, Tensor]:
+    """The fused no-grad forward of an :class:`MLPRule` from its node means ``[V, 1+H]`` (in-edge and
+    out-edge states): ``(dw [E], dh [E, H])``.  Call only where :func:`mlp_can_run` returns ``None``."""
+    lib = _lib()
+    assert lib is not None
+    layers = [m for m in rule.mlp if isinstance(m, torch.nn.Linear)]
+    keep = [t.detach().contiguous() for m in layers for t in (m.weight, m.bias)]
+    p = _MLPParams(H=rule.hidden_dim, depth=rule.depth, width=rule.width, scale=rule.update_scale, pad=0)
+    for i in range(len(layers)):
+        p.w[i] = ctypes.cast(keep[2 * i].data_ptr(), _F)
+        p.b[i] = ctypes.cast(keep[2 * i + 1].data_ptr(), _F)
+    pp = ctypes.byref(p)
+    w, hid, src, dst, _ = _edges(graph, with_pos=False)
+    node_in, node_out = node_in.contiguous(), node_out.contiguous()
+    num_edges = w.numel()
+    workers = max(1, min(workers, num_edges // 16384))
+    ranges = _ranges(num_edges, max(workers * 4, -(-num_edges // range_size)), lib.ng_wt_tile())
+    out = _empty(num_edges, 1 + rule.hidden_dim)
+    ptrs = [t.data_ptr() for t in (w, hid, src, dst, node_in, node_out, out)]
+
+    def update(i: int, e0: int, e1: int) -> None:
+        _check(lib.ng_mlp_update(pp, e0, e1, *ptrs))
+
+    _run(update, ranges, workers)
+    del keep
+    return out[:, 0], out[:, 1:]

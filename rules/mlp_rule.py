@@ -8,6 +8,8 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 
+from neuralgraph.native import NativeUnavailable
+from neuralgraph.rules import fused
 from neuralgraph.rules.base import check_hidden, edge_state, init_update_layer, register
 from neuralgraph.rules.layout import Block, DenseBlock, block_layout
 from neuralgraph.rules.linear_attention import chunk_workers, parallel_chunks
@@ -49,6 +51,12 @@ class MLPRule(MessagePassing):
             rule is the identity update.  ``False`` starts it small and random
             (std ``0.01``), which lets meta-training leave the all-zero-weights
             saddle where no gradient reaches hidden layers. (default: ``True``)
+        native (bool, optional): the no-grad float32 CPU forward of the
+            non-data-conditioned rule runs the MLP in the fused C kernel
+            (:func:`neuralgraph.rules.fused.mlp_forward`; same function to float
+            rounding).  ``None``: when it builds here; ``True``: always (raises
+            :class:`~neuralgraph.native.NativeUnavailable` if it cannot run);
+            ``False``: never. (default: ``None``)
 
     Shapes:
         - **input:** graph with ``weight`` :math:`(|E|)`, ``hidden``
@@ -59,7 +67,7 @@ class MLPRule(MessagePassing):
     def __init__(self, hidden_dim: int = 16, width: int = 64, depth: int = 2,
                  data_conditioned: bool = False, update_scale: float = 1.0,
                  chunk_size: int = 16384, zero_init: bool = True,
-                 workers: Optional[int] = None) -> None:
+                 workers: Optional[int] = None, native: Optional[bool] = None) -> None:
         super().__init__(aggr="mean", node_dim=0)
         self.hidden_dim = hidden_dim
         self.width = width
@@ -68,6 +76,7 @@ class MLPRule(MessagePassing):
         self.update_scale = update_scale
         self.chunk_size = chunk_size
         self.workers = workers
+        self.native = native
         self.zero_init = zero_init
         in_dim = 3 * (1 + hidden_dim) + (2 if data_conditioned else 0)
         layers: List[nn.Module] = []
@@ -134,6 +143,13 @@ class MLPRule(MessagePassing):
         signals = self._node_signals(graph, x)
         weight = graph.weight  # type: ignore[attr-defined]
         num_edges = weight.numel()
+        if not torch.is_grad_enabled() and self.native is not False:
+            why = fused.mlp_can_run(self, graph)
+            if why is None:
+                return fused.mlp_forward(self, graph, signals[0], signals[1],
+                                         chunk_workers(self.workers, weight, 1 << 30))
+            if self.native:
+                raise NativeUnavailable(f"MLPRule(native=True) cannot use the fused kernel: {why}")
         # edges in cache-sized chunks: node signals are gathered per chunk
         parts = [slice(s0, min(num_edges, s0 + self.chunk_size))
                  for s0 in range(0, num_edges, self.chunk_size)]

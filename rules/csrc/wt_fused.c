@@ -40,7 +40,7 @@ typedef struct {
         *ff2_w, *ff2_b, *ln2_g, *ln2_b, *hd1_w, *hd1_b, *out_w, *out_b;
 } WTParams;
 
-int ng_wt_abi_version(void) { return 3; }
+int ng_wt_abi_version(void) { return 4; }
 int ng_wt_tile(void) { return TILE; }
 int ng_wt_max_width(void) { return MAXW; }
 
@@ -468,4 +468,54 @@ int ng_attn_contract(const WTParams *p, int64_t e0, int64_t e1, const float *qrf
     cache_free(&cf);
     cache_free(&cb);
     return ok ? 0 : -1;
+}
+
+/* ---------------------------------------------------------------------------- MLPRule
+ * MetaNCA's MLP rule, no-grad forward of the edges [e0, e1):
+ *   v = [w, h, node_out[dst], node_in[src]]   (node means of out-/in-edge states, [V][1+H])
+ *   out = scale * (W_L GELU(... GELU(W_1 v + b_1) ...) + b_L)                       [E][1+H]
+ * The node means come from the caller (torch block sums); per edge the work is the MLP, so lane
+ * gathers of the two node rows are plain scalar copies. */
+
+#define MLP_MAX_LAYERS 9
+
+typedef struct {
+    int64_t H, depth, width;
+    float scale;
+    int32_t pad;
+    const float *w[MLP_MAX_LAYERS], *b[MLP_MAX_LAYERS]; /* depth hidden layers, then the output */
+} MLPParams;
+
+int ng_mlp_update(const MLPParams *p, int64_t e0, int64_t e1, const float *w, const float *hid,
+                  const int64_t *src, const int64_t *dst, const float *node_in,
+                  const float *node_out, float *out) {
+    const int64_t H = p->H, S = 1 + p->H, in_dim = 3 * S;
+    if (p->depth + 1 > MLP_MAX_LAYERS || in_dim > MAXW || p->width > MAXW) return -1;
+    float x[MAXW * T], ha[MAXW * T], hb[MAXW * T];
+    for (int64_t s = e0; s < e1; s += T) {
+        const int n = (int)((e1 - s) < T ? (e1 - s) : T);
+        memset(x, 0, sizeof(float) * (size_t)(in_dim * T));
+        for (int t = 0; t < n; t++) {
+            const int64_t e = s + t;
+            const float *h = hid + e * H, *fo = node_out + dst[e] * S, *bi = node_in + src[e] * S;
+            x[t] = w[e];
+            for (int64_t k = 0; k < H; k++) x[(1 + k) * T + t] = h[k];
+            for (int64_t k = 0; k < S; k++) x[(S + k) * T + t] = fo[k];
+            for (int64_t k = 0; k < S; k++) x[(2 * S + k) * T + t] = bi[k];
+        }
+        const float *in = x;
+        int64_t K = in_dim;
+        for (int64_t l = 0; l < p->depth; l++) {
+            float *o = (l % 2 == 0) ? ha : hb;
+            mm(p->w[l], p->b[l], in, o, p->width, K);
+            for (int64_t k = 0; k < p->width * T; k++) o[k] = ng_gelu(o[k]);
+            in = o;
+            K = p->width;
+        }
+        float *y = in == x ? ha : x; /* (depth 0: the output layer reads x) */
+        mm(p->w[p->depth], p->b[p->depth], in, y, S, K);
+        for (int t = 0; t < n; t++)
+            for (int64_t k = 0; k < S; k++) out[(s + t) * S + k] = p->scale * y[k * T + t];
+    }
+    return 0;
 }

@@ -26,7 +26,9 @@ def test_rule_step_benchmark_small_graph() -> None:
     assert a["outputs_equal"] and a["attention_seconds"] > 0 and a["reference_attention_seconds"] > 0
     assert abs(a["attention_speedup"] - a["reference_attention_seconds"] / a["attention_seconds"]) < 0.01 * a[
         "attention_speedup"] + 0.01
-    wt = d["weight_transformer"]
-    if wt["backend"] == "fused C kernel":  # both paths timed and their outputs compared
-        assert wt["fused_outputs_equal"] and wt["seconds_per_step_torch"] > 0
+    for key in ("weight_transformer", "mlp_rule"):
+        r = d[key]
+        if r["backend"] == "fused C kernel":  # both paths timed and their outputs compared
+            assert r["fused_outputs_equal"] and r["seconds_per_step_torch"] > 0
+    if a["backend"] == "fused C kernel":
         assert set(a["max_abs_diff_by_backend"]) == {"torch", "fused"}

@@ -9,8 +9,8 @@ from torch_geometric.data import Batch
 
 import neuralgraph as ng
 from neuralgraph import native
-from neuralgraph.reference import reference_weight_transformer
-from neuralgraph.rules import WeightTransformer, fused
+from neuralgraph.reference import reference_mlp_rule, reference_weight_transformer
+from neuralgraph.rules import MLPRule, WeightTransformer, fused
 from neuralgraph.rules.linear_attention import phi, rope_angles, rope_rotate, scatter_attention
 from neuralgraph.testing import random_cnn, random_mlp
 
@@ -215,3 +215,64 @@ def test_build_cache_is_reused(tmp_path, monkeypatch: pytest.MonkeyPatch) -> Non
     native._build("wt_fused")
     assert sorted(tmp_path.glob("wt_fused-*.so")) == built and built[0].stat().st_mtime_ns == mtime
     assert not list(tmp_path.glob("*.so.tmp*")) and len(list(tmp_path.iterdir())) == 1
+
+
+# ---------------------------------------------------------------------------------------- MLPRule
+def _mlp_rule(hidden: int = 16, seed: int = 0, **kw: object) -> MLPRule:
+    torch.manual_seed(seed)
+    rule = MLPRule(hidden, **kw)
+    for p in rule.parameters():
+        nn.init.normal_(p, std=0.3)
+    return rule
+
+
+def _mlp_torch_path(rule: MLPRule, graph: object) -> tuple:
+    flag, rule.native = rule.native, False
+    try:
+        with torch.no_grad():
+            return rule(graph)
+    finally:
+        rule.native = flag
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("cnn", [False, True])
+def test_fused_mlp_rule_matches_torch_and_reference(seed: int, cnn: bool) -> None:
+    graph = _graph(seed, cnn=cnn, small=True)
+    rule = _mlp_rule(seed=seed, update_scale=0.5)
+    with torch.no_grad():
+        assert fused.mlp_can_run(rule, graph) is None
+        fw, fh = rule(graph)
+    tw, th = _mlp_torch_path(rule, graph)
+    _close(fw, tw)
+    _close(fh, th)
+    rw, rh = reference_mlp_rule(rule.double(), _as_double(graph))
+    _close(fw.double(), rw)
+    _close(fh.double(), rh)
+
+
+@pytest.mark.parametrize("kw", [dict(depth=0), dict(depth=1, width=7), dict(depth=3, width=40)])
+def test_fused_mlp_rule_depths_batches_threads(kw: dict) -> None:
+    graphs = [_graph(s, hidden=5, cnn=s % 2 == 0) for s in range(5)]
+    batch = Batch.from_data_list(graphs)
+    rule = _mlp_rule(5, **kw)
+    with torch.no_grad():
+        node_in, node_out = rule._node_signals(batch, None)[:2]
+        many = fused.mlp_forward(rule, batch, node_in, node_out, workers=3, range_size=33)
+    tw, th = _mlp_torch_path(rule, batch)
+    _close(many[0], tw)
+    _close(many[1], th)
+
+
+def test_fused_mlp_rule_fallbacks() -> None:
+    """The data-conditioned rule keeps the PyTorch path (native=None) or says why (native=True)."""
+    graph = ng.to_neural_graph(nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3)), hidden_dim=16)
+    x = torch.randn(5, 4)
+    rule = _mlp_rule(data_conditioned=True)
+    with torch.no_grad():
+        assert "data-conditioned" in fused.mlp_can_run(rule, graph)
+        dw, _ = rule(graph, x)
+        assert dw.shape == (graph.num_edges,)
+        rule.native = True
+        with pytest.raises(native.NativeUnavailable, match="data-conditioned"):
+            rule(graph, x)
