@@ -58,6 +58,18 @@ def cache_dir() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "neuralgraph"
 
 
+def _writable_cache() -> Path:
+    """:func:`cache_dir`, created; if it cannot be written, a per-user folder in the temp dir."""
+    for d in (cache_dir(), Path(tempfile.gettempdir()) / f"neuralgraph-{os.getuid()}"):
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            if os.access(d, os.W_OK):
+                return d
+        except OSError:
+            continue
+    raise NativeUnavailable(f"no writable cache folder ({cache_dir()} nor the temp dir)")
+
+
 def _compiler() -> Optional[str]:
     for cc in (os.environ.get("CC"), "cc", "gcc", "clang"):
         if cc and shutil.which(cc):
@@ -98,9 +110,8 @@ def _build(name: str) -> ctypes.CDLL:
         flags = _FLAGS + arch
         key = hashlib.sha256(b"\0".join([code, " ".join(flags).encode(), version.encode(),
                                          _cpu_signature().encode()])).hexdigest()[:16]
-        target = cache_dir() / f"{name}-{key}.so"
+        target = _writable_cache() / f"{name}-{key}.so"
         if not target.is_file():
-            target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
             os.close(fd)
             try:
@@ -131,9 +142,9 @@ def load(name: str = "wt_fused") -> Optional[ctypes.CDLL]:
             try:
                 _libs[name] = _build(name)
                 _status[name] = f"built ({_libs[name]._name})"
-            except NativeUnavailable as e:
+            except (NativeUnavailable, OSError, subprocess.SubprocessError) as e:
                 _libs[name] = None
-                _status[name] = str(e)
+                _status[name] = f"{type(e).__name__}: {e}"
         return _libs[name]
 
 

@@ -276,3 +276,12 @@ def test_fused_mlp_rule_fallbacks() -> None:
         rule.native = True
         with pytest.raises(native.NativeUnavailable, match="data-conditioned"):
             rule(graph, x)
+
+
+def test_unwritable_cache_falls_back_to_temp_dir(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("NEURALGRAPH_CACHE", str(blocker / "cache"))
+    monkeypatch.setattr(native.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    lib = native._build("wt_fused")
+    assert lib.ng_wt_tile() > 0 and list((tmp_path / "tmp").glob("neuralgraph-*/wt_fused-*.so"))
