@@ -26,4 +26,8 @@ def run(args: argparse.Namespace) -> int:
     print(graph)
     print(f"{graph.num_nodes} neurons, {graph.num_edges} edges "
           f"(= {sum(p.numel() for p in model.parameters())} parameters)")
+    from neuralgraph import native
+
+    native.load()
+    print(f"fused CPU kernel: {native.status()}")
     return 0

@@ -17,3 +17,4 @@ def test_info_runs() -> None:
     out = subprocess.run([sys.executable, "-m", "neuralgraph", "info"], capture_output=True, text=True,
                          check=True)
     assert "27090 edges (= 27090 parameters)" in out.stdout
+    assert "fused CPU kernel: " in out.stdout
