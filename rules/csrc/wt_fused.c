@@ -333,6 +333,18 @@ static void contract(const WTParams *p, Cache *c, int64_t e0, int n, const int64
     }
 }
 
+/* End of a pass 1: scatter what the caches still hold (if the workspace was allocated), free them. */
+static int finish_scatter(const WTParams *p, int ok, Cache *cf, Cache *cb, float *Sf, float *zf,
+                          float *Sb, float *zb) {
+    if (ok) {
+        cache_flush_all(p, cf, Sf, zf);
+        cache_flush_all(p, cb, Sb, zb);
+    }
+    cache_free(cf);
+    cache_free(cb);
+    return ok ? 0 : -1;
+}
+
 /* ---------------------------------------------------------------------------- entry points
  * Each returns 0, or -1 when its workspace cannot be allocated. */
 
@@ -353,12 +365,8 @@ int ng_wt_keys(const WTParams *p, int64_t e0, int64_t e1, const float *w, const 
             scatter(p, &cf, s, n, src, r, f, kv + 2 * D * T, Sf, zf);
             scatter(p, &cb, s, n, dst, r + D * T, f + D * T, kv + 3 * D * T, Sb, zb);
         }
-        cache_flush_all(p, &cf, Sf, zf);
-        cache_flush_all(p, &cb, Sb, zb);
     }
-    cache_free(&cf);
-    cache_free(&cb);
-    return ok ? 0 : -1;
+    return finish_scatter(p, ok, &cf, &cb, Sf, zf, Sb, zb);
 }
 
 /* Pass 2 over edges [e0, e1): out [E][1+H] rows e0 .. e1 (dw, dh) from the finished states. */
@@ -437,12 +445,8 @@ int ng_attn_keys(const WTParams *p, int64_t e0, int64_t e1, const float *krf, co
             load_rows(krb, ld[3], s, n, D, kr), load_rows(kb, ld[4], s, n, D, k), load_rows(vb, ld[5], s, n, D, v);
             scatter(p, &cb, s, n, dst, kr, k, v, Sb, zb);
         }
-        cache_flush_all(p, &cf, Sf, zf);
-        cache_flush_all(p, &cb, Sb, zb);
     }
-    cache_free(&cf);
-    cache_free(&cb);
-    return ok ? 0 : -1;
+    return finish_scatter(p, ok, &cf, &cb, Sf, zf, Sb, zb);
 }
 
 /* Attention alone, pass 2: af, ab [E][D] (row-major) rows e0 .. e1; ld[4]: row strides of

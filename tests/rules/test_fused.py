@@ -36,7 +36,8 @@ def _graph(seed: int, hidden: int = 16, cnn: bool = False, small: bool = False) 
     return graph
 
 
-def _torch_path(rule: WeightTransformer, graph: object) -> tuple:
+def _torch_path(rule: torch.nn.Module, graph: object) -> tuple:
+    """The rule's no-grad PyTorch path (``native=False``), whatever its setting was."""
     native_flag, rule.native = rule.native, False
     try:
         with torch.no_grad():
@@ -47,6 +48,14 @@ def _torch_path(rule: WeightTransformer, graph: object) -> tuple:
 
 def _close(a: torch.Tensor, b: torch.Tensor) -> None:
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def _assert_kernel_matches_torch(rule: WeightTransformer, graph: object, workers: int) -> None:
+    with torch.no_grad():
+        fw, fh = fused.wt_forward(rule, graph, workers=workers)
+    tw, th = _torch_path(rule, graph)
+    _close(fw, tw)
+    _close(fh, th)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -83,12 +92,7 @@ def _as_double(graph: ng.NeuralGraph) -> ng.NeuralGraph:
 def test_fused_other_configs(kw: dict) -> None:
     hidden = kw.pop("hidden")
     graph = _graph(7, hidden=hidden, cnn=True)
-    rule = _rule(hidden, **kw)
-    with torch.no_grad():
-        fw, fh = fused.wt_forward(rule, graph, workers=1)
-    tw, th = _torch_path(rule, graph)
-    _close(fw, tw)
-    _close(fh, th)
+    _assert_kernel_matches_torch(_rule(hidden, **kw), graph, workers=1)
 
 
 def test_fused_threads_ranges_and_batches() -> None:
@@ -120,12 +124,7 @@ def test_fused_large_dense_graph_uses_slot_caches() -> None:
     model = nn.Sequential(nn.Linear(700, 64), nn.ReLU(), nn.Linear(64, 9000), nn.ReLU(), nn.Linear(9000, 3))
     graph = ng.to_neural_graph(model, hidden_dim=4)
     graph.hidden = torch.randn(graph.hidden.shape)
-    rule = _rule(4, head_width=8, ff_dim=8)
-    with torch.no_grad():
-        fw, fh = fused.wt_forward(rule, graph, workers=2)
-    tw, th = _torch_path(rule, graph)
-    _close(fw, tw)
-    _close(fh, th)
+    _assert_kernel_matches_torch(_rule(4, head_width=8, ff_dim=8), graph, workers=2)
 
 
 def test_fused_edge_order_invariance() -> None:
@@ -226,15 +225,6 @@ def _mlp_rule(hidden: int = 16, seed: int = 0, **kw: object) -> MLPRule:
     return rule
 
 
-def _mlp_torch_path(rule: MLPRule, graph: object) -> tuple:
-    flag, rule.native = rule.native, False
-    try:
-        with torch.no_grad():
-            return rule(graph)
-    finally:
-        rule.native = flag
-
-
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("cnn", [False, True])
 def test_fused_mlp_rule_matches_torch_and_reference(seed: int, cnn: bool) -> None:
@@ -243,7 +233,7 @@ def test_fused_mlp_rule_matches_torch_and_reference(seed: int, cnn: bool) -> Non
     with torch.no_grad():
         assert fused.mlp_can_run(rule, graph) is None
         fw, fh = rule(graph)
-    tw, th = _mlp_torch_path(rule, graph)
+    tw, th = _torch_path(rule, graph)
     _close(fw, tw)
     _close(fh, th)
     rw, rh = reference_mlp_rule(rule.double(), _as_double(graph))
@@ -259,7 +249,7 @@ def test_fused_mlp_rule_depths_batches_threads(kw: dict) -> None:
     with torch.no_grad():
         node_in, node_out = rule._node_signals(batch, None)[:2]
         many = fused.mlp_forward(rule, batch, node_in, node_out, workers=3, range_size=33)
-    tw, th = _mlp_torch_path(rule, batch)
+    tw, th = _torch_path(rule, batch)
     _close(many[0], tw)
     _close(many[1], th)
 
