@@ -103,13 +103,14 @@ def _common_reasons(rule: Any, graph: Any) -> Optional[str]:
 def rope_tables(graph: Any, rule: Any) -> Tuple[Tensor, Tensor, Tensor]:
     """``(head_axes [h] int64, cos [P, d/2], sin [P, d/2])`` with ``P`` one more than the largest
     position on any rotating axis; positions are checked to be non-negative.  Cached on the graph
-    (keyed on its ``edge_pos`` tensor)."""
+    (keyed on its ``edge_pos`` tensor and that tensor's version, so in-place edits are seen)."""
     edge_pos = graph.edge_pos
     axes = rule.active_axes
     key = ("fused_rope", axes, rule.head_dim, rule.rope_base)
     cached = graph.__dict__.get("_fused_cache")
-    if cached is None or cached[0] is not edge_pos:
-        cached = (edge_pos, {})
+    # keyed on the tensor and its version counter: an in-place edit of edge_pos invalidates it
+    if cached is None or cached[0] is not edge_pos or cached[2] != edge_pos._version:
+        cached = (edge_pos, {}, edge_pos._version)
         graph.__dict__["_fused_cache"] = cached
     if key not in cached[1]:
         used = sorted({a for a in axes if a >= 0})

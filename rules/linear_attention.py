@@ -158,8 +158,8 @@ def cached_block_tables(graph: object, block: DenseBlock, head_axes: Sequence[in
     ``[1, C*R, 2, h, d/2]``; ``rows[o0:o1] * cols`` is ``[o, C*R, 2, h, d/2]``."""
     edge_pos = graph.edge_pos  # type: ignore[attr-defined]
     cached = graph.__dict__.get("_rope_cache")
-    if cached is None or cached[0] is not edge_pos:
-        cached = (edge_pos, {})
+    if cached is None or cached[0] is not edge_pos or cached[2] != edge_pos._version:  # in-place edits too
+        cached = (edge_pos, {}, edge_pos._version)
         graph.__dict__["_rope_cache"] = cached
     tables: Dict[tuple, Tuple[Tensor, Tensor] | None] = cached[1]
     key = (block.offset, block.O, block.C, block.R, tuple(head_axes), head_dim, base, dtype)

@@ -275,3 +275,18 @@ def test_unwritable_cache_falls_back_to_temp_dir(tmp_path, monkeypatch: pytest.M
     monkeypatch.setattr(native.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
     lib = native._build("wt_fused")
     assert lib.ng_wt_tile() > 0 and list((tmp_path / "tmp").glob("neuralgraph-*/wt_fused-*.so"))
+
+
+def test_in_place_edge_pos_edit_is_seen() -> None:
+    """The RoPE tables are cached per graph; editing edge_pos in place (new, larger positions)
+    must not reuse the kernel's stale tables (checked against the PyTorch path)."""
+    graph = _graph(4)
+    rule = _rule(min_dense=0)
+    with torch.no_grad():
+        fused.wt_forward(rule, graph, workers=1)
+        _torch_path(rule, graph)
+        graph.edge_pos[:, 1] += 7
+        fw, fh = fused.wt_forward(rule, graph, workers=1)
+    tw, th = _torch_path(rule, graph)  # (its own cached tables must be rebuilt too)
+    _close(fw, tw)
+    _close(fh, th)
