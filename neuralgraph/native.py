@@ -60,7 +60,8 @@ def cache_dir() -> Path:
 
 def _writable_cache() -> Path:
     """:func:`cache_dir`, created; if it cannot be written, a per-user folder in the temp dir."""
-    for d in (cache_dir(), Path(tempfile.gettempdir()) / f"neuralgraph-{os.getuid()}"):
+    user = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+    for d in (cache_dir(), Path(tempfile.gettempdir()) / f"neuralgraph-{user}"):
         try:
             d.mkdir(parents=True, exist_ok=True)
             if os.access(d, os.W_OK):
