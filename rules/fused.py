@@ -1,8 +1,9 @@
-"""Glue between the Weight Transformer and its fused C kernel (:mod:`neuralgraph.native`).
+"""Glue between the rules and their fused C kernel (:mod:`neuralgraph.native`).
 
 :func:`wt_forward` is the no-grad CPU forward of a :class:`WeightTransformer`
 (``rules/csrc/wt_fused.c``), :func:`fused_attention` the attention aggregation
-alone (the benchmark's ``attention_seconds``).  Both split the edges into ranges
+alone (the benchmark's ``attention_seconds``), :func:`mlp_forward` the no-grad
+forward of an :class:`MLPRule` from its node means.  All split the edges into ranges
 run on ``workers`` threads (ctypes releases the GIL), each thread with its own
 node states in pass 1, summed before pass 2.  Node states keep only the heads'
 diagonal ``d x d`` blocks: ``S [V, heads, d, d]``, ``z [V, D]``.
@@ -53,8 +54,9 @@ def _lib() -> Optional[ctypes.CDLL]:
     lib = native.load("wt_fused")
     if lib is None or id(lib) in _ready:
         return lib
-    if lib.ng_wt_abi_version() != _ABI:
-        raise native.NativeUnavailable(f"wt_fused ABI {lib.ng_wt_abi_version()} != {_ABI}: stale build")
+    if lib.ng_wt_abi_version() != _ABI:  # (cannot happen with a source-keyed cache; kept as a guard)
+        native._status["wt_fused"] = f"wt_fused ABI {lib.ng_wt_abi_version()} != {_ABI}: stale build, not used"
+        return None
     vp, i64 = ctypes.c_void_p, ctypes.c_int64
     lib.ng_wt_keys.argtypes = [vp, i64, i64] + [vp] * 9
     lib.ng_wt_update.argtypes = [vp, i64, i64] + [vp] * 10
