@@ -68,17 +68,24 @@ static inline float ng_exp(float x) {
 /* phi = elu + 1 */
 static inline float ng_phi(float x) { return x > 0.0f ? x + 1.0f : ng_exp(x); }
 
-/* erf(x), absolute error < 2e-7 (Abramowitz & Stegun 7.1.26 in float). */
+/* erf(x), absolute error < 5e-7 in float: an odd/even rational function of x on [-4, 4] (erf is
+ * +-1 in float outside), the approximation Eigen uses; no exp, one division, vectorises. */
 static inline float ng_erf(float x) {
-    float a = fabsf(x);
-    float t = 1.0f / fmaf(0.3275911f, a, 1.0f);
-    float p = 1.061405429f;
-    p = fmaf(p, t, -1.453152027f);
-    p = fmaf(p, t, 1.421413741f);
-    p = fmaf(p, t, -0.284496736f);
-    p = fmaf(p, t, 0.254829592f);
-    float y = 1.0f - p * t * ng_exp(-a * a);
-    return copysignf(y, x);
+    x = x < -4.0f ? -4.0f : (x > 4.0f ? 4.0f : x);
+    const float x2 = x * x;
+    float p = -2.72614225801306e-10f;
+    p = fmaf(x2, p, 2.77068142495902e-08f);
+    p = fmaf(x2, p, -2.10102402082508e-06f);
+    p = fmaf(x2, p, -5.69250639462346e-05f);
+    p = fmaf(x2, p, -7.34990630326855e-04f);
+    p = fmaf(x2, p, -2.95459980854025e-03f);
+    p = fmaf(x2, p, -1.60960333262415e-02f);
+    float q = -1.45660718464996e-05f;
+    q = fmaf(x2, q, -2.13374055278905e-04f);
+    q = fmaf(x2, q, -1.68282697438203e-03f);
+    q = fmaf(x2, q, -7.37332916720468e-03f);
+    q = fmaf(x2, q, -1.42647390514189e-02f);
+    return x * p / q;
 }
 
 /* exact (erf) GELU, as torch.nn.GELU() */
