@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -240,8 +241,9 @@ def grow_trajectory(factory: GraphFactory, rule: nn.Module, spec: str, steps: in
     """Grow ``spec`` for ``steps`` steps (no autograd), recording accuracy/loss every ``every`` steps.
 
     Returns a dict with ``step``, ``acc``, ``loss`` lists, ``weights`` (the
-    first ``track_edges`` edges of every layer at each recorded step) and the
-    final ``state``.  ``perturb(step, state)`` may modify the state before a
+    first ``track_edges`` edges of every layer at each recorded step), the
+    final ``state`` and ``grow_seconds`` (time in rule steps, evaluation excluded).
+    ``perturb(step, state)`` may modify the state before a
     step (zero-out experiments).
     """
     template = factory.template(spec)
@@ -263,14 +265,18 @@ def grow_trajectory(factory: GraphFactory, rule: nn.Module, spec: str, steps: in
 
     record(0)
     g = copy.copy(template)
+    grow_seconds = 0.0
     for t in range(1, steps + 1):
         if perturb is not None:
             w, h = perturb(t, (w, h))
         g.weight, g.hidden = w, h
+        t0 = time.perf_counter()
         g = step(g, rule, fire_rate=fire_rate, generator=gen)
+        grow_seconds += time.perf_counter() - t0
         w, h = g.weight, g.hidden
         if t % every == 0 or t == steps:
             record(t)
     rec["state"] = [w, h]  # type: ignore[list-item]
+    rec["grow_seconds"] = grow_seconds  # type: ignore[assignment]  # rule steps only, no evaluation
     rec["tracked_layers"] = layer[tracked].tolist() if tracked is not None else []
     return rec

@@ -19,6 +19,9 @@ def test_meta_train_grow_eval(tmp_path, capsys):
     assert "4-6-3: 51 parameters" in text and (tmp_path / "w.png").stat().st_size > 0
     model = torch.load(tmp_path / "m.pt", weights_only=False)
     assert model(torch.zeros(2, 4)).shape == (2, 3)
+    assert "grown in " in text
+    assert main(["grow", "--rule", rule, "--arch", "4-6-3", "--steps", "5", "--every", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["step"] == [0, 2, 4, 5]
     prefix = tmp_path / "grid"
     assert main(["eval", "--rule", rule, "--grid", "3,4:2", "--steps", "2", "--out", str(prefix)]) == 0
     summary = json.loads((tmp_path / "grid.json").read_text())
