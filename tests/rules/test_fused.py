@@ -290,3 +290,22 @@ def test_in_place_edge_pos_edit_is_seen() -> None:
     tw, th = _torch_path(rule, graph)  # (its own cached tables must be rebuilt too)
     _close(fw, tw)
     _close(fh, th)
+
+
+def test_no_compiler_leaves_the_pytorch_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a C compiler the kernel is unavailable, status says why, and both rules still run
+    (PyTorch path) with the same results."""
+    graph = _graph(6)
+    wt, mlp = _rule(), _mlp_rule()
+    with torch.no_grad():
+        want = (wt(graph), mlp(graph))  # kernel
+    monkeypatch.setattr(native, "_libs", {})
+    monkeypatch.setattr(native, "_status", {})
+    monkeypatch.setattr(native, "_compiler", lambda: None)
+    assert not fused.available() and "no C compiler" in native.status()
+    with torch.no_grad():
+        assert "no C compiler" in fused.can_run(wt, graph)
+        got = (wt(graph), mlp(graph))
+    for (a, b), (c, d) in zip(got, want):
+        _close(a, c)
+        _close(b, d)
