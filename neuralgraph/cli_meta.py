@@ -93,9 +93,9 @@ def run_grow(args: argparse.Namespace) -> int:
     factory = factory_from_config(cfg)
     spec = arch_name(args.arch)
     data = _data(cfg, args.split)
-    t0 = time.perf_counter()
     if args.every < 1:
         raise SystemExit(f"--every must be >= 1, got {args.every}")
+    t0 = time.perf_counter()
     rec = grow_trajectory(factory, rule, spec, args.steps, cfg.grow.fire_rate, args.seed, data,
                           every=args.every, track_edges=8 if args.plot else 0)
     secs = time.perf_counter() - t0

@@ -22,9 +22,10 @@ import torch
 from torch import Tensor
 
 from neuralgraph import native
+from neuralgraph.rules.linear_attention import edge_pos_cache
 
-__all__ = ["available", "can_run", "wt_forward", "fused_attention", "rope_tables", "mlp_can_run",
-           "mlp_forward"]
+__all__ = ["available", "can_run", "use_kernel", "kernel_workers", "wt_forward", "fused_attention",
+           "rope_tables", "mlp_can_run", "mlp_forward"]
 
 _F = ctypes.POINTER(ctypes.c_float)
 _I = ctypes.POINTER(ctypes.c_int64)
@@ -86,6 +87,22 @@ def can_run(rule: Any, graph: Any) -> Optional[str]:
     return None
 
 
+def use_kernel(rule: Any, why: Optional[str]) -> bool:
+    """Whether ``rule`` (with its ``native`` flag: ``None`` auto, ``True`` required, ``False`` never)
+    takes the kernel, given :func:`can_run` / :func:`mlp_can_run`'s answer ``why``; a rule built with
+    ``native=True`` that cannot use it raises :class:`~neuralgraph.native.NativeUnavailable`."""
+    if rule.native is False:
+        return False
+    if why is not None and rule.native:
+        raise native.NativeUnavailable(f"{type(rule).__name__}(native=True) cannot use the fused kernel: {why}")
+    return why is None
+
+
+def kernel_workers(rule: Any) -> int:
+    """Threads for the kernel: the rule's ``workers``, or torch's thread count when ``None``."""
+    return torch.get_num_threads() if rule.workers is None else max(1, rule.workers)
+
+
 def _common_reasons(rule: Any, graph: Any) -> Optional[str]:
     weight = graph.weight
     if torch.is_grad_enabled():
@@ -108,13 +125,9 @@ def rope_tables(graph: Any, rule: Any) -> Tuple[Tensor, Tensor, Tensor]:
     (keyed on its ``edge_pos`` tensor and that tensor's version, so in-place edits are seen)."""
     edge_pos = graph.edge_pos
     axes = rule.active_axes
-    key = ("fused_rope", axes, rule.head_dim, rule.rope_base)
-    cached = graph.__dict__.get("_fused_cache")
-    # keyed on the tensor and its version counter: an in-place edit of edge_pos invalidates it
-    if cached is None or cached[0] is not edge_pos or cached[2] != edge_pos._version:
-        cached = (edge_pos, {}, edge_pos._version)
-        graph.__dict__["_fused_cache"] = cached
-    if key not in cached[1]:
+    key = (axes, rule.head_dim, rule.rope_base)
+    cache = edge_pos_cache(graph, "_fused_rope_cache")
+    if key not in cache:
         used = sorted({a for a in axes if a >= 0})
         npos = 1
         if used and edge_pos.numel():
@@ -125,9 +138,9 @@ def rope_tables(graph: Any, rule: Any) -> Tuple[Tensor, Tensor, Tensor]:
         j = torch.arange(rule.head_dim // 2, dtype=torch.float32)
         theta = rule.rope_base ** (-2.0 * j / rule.head_dim)
         ang = torch.arange(npos, dtype=torch.float32).unsqueeze(1) * theta  # as rope_angles
-        cached[1][key] = (torch.tensor(axes, dtype=torch.int64), torch.cos(ang).contiguous(),
-                          torch.sin(ang).contiguous())
-    return cached[1][key]
+        cache[key] = (torch.tensor(axes, dtype=torch.int64), torch.cos(ang).contiguous(),
+                      torch.sin(ang).contiguous())
+    return cache[key]  # type: ignore[return-value]
 
 
 def _rows(t: Tensor) -> Tensor:
@@ -235,11 +248,36 @@ def _params(rule: Any, graph: Any, keep: List[Tensor]) -> _Params:
     return p
 
 
+def _src_dst(edge_index: Tensor) -> Tuple[Tensor, Tensor]:
+    return edge_index[0].to(torch.int64).contiguous(), edge_index[1].to(torch.int64).contiguous()
+
+
 def _edges(graph: Any, with_pos: bool = True) -> Tuple[Tensor, Tensor, Tensor, Tensor, Optional[Tensor]]:
-    ei = graph.edge_index
-    src, dst = ei[0].to(torch.int64).contiguous(), ei[1].to(torch.int64).contiguous()
+    src, dst = _src_dst(graph.edge_index)
     pos = graph.edge_pos.to(torch.int64).contiguous() if with_pos else None
     return graph.weight.contiguous(), graph.hidden.contiguous(), src, dst, pos
+
+
+def _plan(num_edges: int, workers: int, range_size: int, tile: int) -> Tuple[List[Tuple[int, int]], int]:
+    """Edge ranges (tile-aligned, about ``range_size`` long, at least 4 per thread) and the threads
+    to run them on (none beyond the caller's for graphs under 16K edges per thread)."""
+    workers = max(1, min(workers, num_edges // 16384))
+    ranges = _ranges(num_edges, max(workers * 4, -(-num_edges // range_size)), tile)
+    return ranges, max(1, min(workers, len(ranges)))
+
+
+def _pass1(keys: Callable[[int, int, int, List[Tensor]], None], ranges: Sequence[Tuple[int, int]],
+           workers: int, num_nodes: int, hdd: int, dim: int) -> List[Tensor]:
+    """Run ``keys(worker, e0, e1, states)`` over the ranges, each thread adding into its own node
+    states ``[S_f [V, hdd], z_f [V, dim], S_b, z_b]``, and return their sum."""
+    states = [[torch.zeros(num_nodes, hdd), torch.zeros(num_nodes, dim), torch.zeros(num_nodes, hdd),
+               torch.zeros(num_nodes, dim)] for _ in range(workers)]
+    _run(lambda i, e0, e1: keys(i, e0, e1, states[i]), ranges, workers)
+    total = states[0]
+    for other in states[1:]:
+        for a, b in zip(total, other):
+            a += b
+    return total
 
 
 def wt_forward(rule: Any, graph: Any, workers: int, range_size: int = 65536) -> Tuple[Tensor, Tensor]:
@@ -252,24 +290,14 @@ def wt_forward(rule: Any, graph: Any, workers: int, range_size: int = 65536) -> 
     p = _params(rule, graph, keep)
     pp = ctypes.byref(p)
     w, hid, src, dst, pos = _edges(graph)
-    num_edges, num_nodes = w.numel(), int(graph.num_nodes)
-    tile = lib.ng_wt_tile()
-    workers = max(1, min(workers, num_edges // 16384))  # small graphs: no thread pool
-    ranges = _ranges(num_edges, max(workers * 4, -(-num_edges // range_size)), tile)
-    workers = max(1, min(workers, len(ranges)))
-    hdd = rule.heads * rule.head_dim * rule.head_dim
-    states = [[w.new_zeros(num_nodes, hdd), w.new_zeros(num_nodes, rule.dim), w.new_zeros(num_nodes, hdd),
-               w.new_zeros(num_nodes, rule.dim)] for _ in range(workers)]
+    num_edges = w.numel()
+    ranges, workers = _plan(num_edges, workers, range_size, lib.ng_wt_tile())
     wp, hp, sp, dp, pp_ = w.data_ptr(), hid.data_ptr(), src.data_ptr(), dst.data_ptr(), pos.data_ptr()
 
-    def keys(i: int, e0: int, e1: int) -> None:
-        _check(lib.ng_wt_keys(pp, e0, e1, wp, hp, sp, dp, pp_, *(s.data_ptr() for s in states[i])))
+    def keys(i: int, e0: int, e1: int, states: List[Tensor]) -> None:
+        _check(lib.ng_wt_keys(pp, e0, e1, wp, hp, sp, dp, pp_, *(s.data_ptr() for s in states)))
 
-    _run(keys, ranges, workers)
-    total = states[0]
-    for other in states[1:]:
-        for a, b in zip(total, other):
-            a += b
+    total = _pass1(keys, ranges, workers, int(graph.num_nodes), rule.heads * rule.head_dim ** 2, rule.dim)
     out = _empty(num_edges, 1 + rule.hidden_dim)
     sptrs = [s.data_ptr() for s in total]
 
@@ -300,23 +328,15 @@ def fused_attention(edge_index: Tensor, num_nodes: int, heads: int, q_rot: Tuple
     p = _Params(H=0, heads=heads, d=d, D=dim, FF=0, HW=0, npos=1, naxes=0, eps=eps, eps1=0.0, eps2=0.0,
                 scale=0.0, normalize=int(normalize), pad=0)
     pp = ctypes.byref(p)
-    src, dst = edge_index[0].to(torch.int64).contiguous(), edge_index[1].to(torch.int64).contiguous()
-    workers = torch.get_num_threads() if workers is None else workers
-    workers = max(1, min(workers, num_edges // 16384))
-    ranges = _ranges(num_edges, max(workers * 4, -(-num_edges // range_size)), lib.ng_wt_tile())
-    workers = max(1, min(workers, len(ranges)))
-    states = [[vf.new_zeros(num_nodes, heads * d * d), vf.new_zeros(num_nodes, dim),
-               vf.new_zeros(num_nodes, heads * d * d), vf.new_zeros(num_nodes, dim)] for _ in range(workers)]
+    src, dst = _src_dst(edge_index)
+    ranges, workers = _plan(num_edges, torch.get_num_threads() if workers is None else workers, range_size,
+                            lib.ng_wt_tile())
 
-    def keys(i: int, e0: int, e1: int) -> None:
+    def keys(i: int, e0: int, e1: int, states: List[Tensor]) -> None:
         _check(lib.ng_attn_keys(pp, e0, e1, *(t.data_ptr() for t in (krf, kf, vf, krb, kb, vb, ld_keys, src, dst)),
-                                *(s.data_ptr() for s in states[i])))
+                                *(s.data_ptr() for s in states)))
 
-    _run(keys, ranges, workers)
-    total = states[0]
-    for other in states[1:]:
-        for a, b in zip(total, other):
-            a += b
+    total = _pass1(keys, ranges, workers, num_nodes, heads * d * d, dim)
     a_f, a_b = _empty(num_edges, dim), _empty(num_edges, dim)
 
     def contract(i: int, e0: int, e1: int) -> None:
@@ -357,8 +377,7 @@ def mlp_forward(rule: Any, graph: Any, node_in: Tensor, node_out: Tensor, worker
     w, hid, src, dst, _ = _edges(graph, with_pos=False)
     node_in, node_out = node_in.contiguous(), node_out.contiguous()
     num_edges = w.numel()
-    workers = max(1, min(workers, num_edges // 16384))
-    ranges = _ranges(num_edges, max(workers * 4, -(-num_edges // range_size)), lib.ng_wt_tile())
+    ranges, workers = _plan(num_edges, workers, range_size, lib.ng_wt_tile())
     out = _empty(num_edges, 1 + rule.hidden_dim)
     ptrs = [t.data_ptr() for t in (w, hid, src, dst, node_in, node_out, out)]
 

@@ -49,6 +49,7 @@ __all__ = [
     "rope_factors",
     "rope_apply",
     "rope_block_tables",
+    "edge_pos_cache",
     "cached_block_tables",
     "head_mask",
     "head_dot",
@@ -150,6 +151,18 @@ def rope_block_tables(edge_pos: Tensor, block: DenseBlock, head_axes: Sequence[i
     return rope_factors(rows), rope_factors(cols)
 
 
+def edge_pos_cache(graph: object, name: str) -> Dict[tuple, object]:
+    """A dict stored on ``graph`` under ``name`` for values derived from ``graph.edge_pos``: it is
+    emptied when ``edge_pos`` is replaced or edited in place (tensor identity and version counter),
+    and survives the shallow copies made by :func:`~neuralgraph.rules.step`."""
+    edge_pos = graph.edge_pos  # type: ignore[attr-defined]
+    cached = graph.__dict__.get(name)
+    if cached is None or cached[0] is not edge_pos or cached[2] != edge_pos._version:
+        cached = (edge_pos, {}, edge_pos._version)
+        graph.__dict__[name] = cached
+    return cached[1]
+
+
 def cached_block_tables(graph: object, block: DenseBlock, head_axes: Sequence[int], head_dim: int,
                         base: float, dtype: torch.dtype) -> Tuple[Tensor, Tensor] | None:
     """:func:`rope_block_tables` cached on the graph object (keyed on its ``edge_pos`` tensor, so
@@ -157,11 +170,7 @@ def cached_block_tables(graph: object, block: DenseBlock, head_axes: Sequence[in
     factors of a forward | backward pair: rows ``[O, 1, 1, h, d/2]``, columns
     ``[1, C*R, 2, h, d/2]``; ``rows[o0:o1] * cols`` is ``[o, C*R, 2, h, d/2]``."""
     edge_pos = graph.edge_pos  # type: ignore[attr-defined]
-    cached = graph.__dict__.get("_rope_cache")
-    if cached is None or cached[0] is not edge_pos or cached[2] != edge_pos._version:  # in-place edits too
-        cached = (edge_pos, {}, edge_pos._version)
-        graph.__dict__["_rope_cache"] = cached
-    tables: Dict[tuple, Tuple[Tensor, Tensor] | None] = cached[1]
+    tables: Dict[tuple, Tuple[Tensor, Tensor] | None] = edge_pos_cache(graph, "_rope_cache")
     key = (block.offset, block.O, block.C, block.R, tuple(head_axes), head_dim, base, dtype)
     if key not in tables:
         t = rope_block_tables(edge_pos, block, head_axes, head_dim, base, dtype)

@@ -8,7 +8,6 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 
-from neuralgraph.native import NativeUnavailable
 from neuralgraph.rules import fused
 from neuralgraph.rules.base import check_hidden, edge_state, init_update_layer, register
 from neuralgraph.rules.layout import Block, DenseBlock, block_layout
@@ -143,13 +142,10 @@ class MLPRule(MessagePassing):
         signals = self._node_signals(graph, x)
         weight = graph.weight  # type: ignore[attr-defined]
         num_edges = weight.numel()
-        if not torch.is_grad_enabled() and self.native is not False:
-            why = fused.mlp_can_run(self, graph)
-            if why is None:
-                return fused.mlp_forward(self, graph, signals[0], signals[1],
-                                         chunk_workers(self.workers, weight, 1 << 30))
-            if self.native:
-                raise NativeUnavailable(f"MLPRule(native=True) cannot use the fused kernel: {why}")
+        # without autograd: the fused kernel where it runs (autograd always takes the PyTorch path)
+        if not torch.is_grad_enabled() and self.native is not False and \
+                fused.use_kernel(self, fused.mlp_can_run(self, graph)):
+            return fused.mlp_forward(self, graph, signals[0], signals[1], fused.kernel_workers(self))
         # edges in cache-sized chunks: node signals are gathered per chunk
         parts = [slice(s0, min(num_edges, s0 + self.chunk_size))
                  for s0 in range(0, num_edges, self.chunk_size)]

@@ -11,7 +11,6 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 from torch_geometric.nn import MessagePassing
 
-from neuralgraph.native import NativeUnavailable
 from neuralgraph.positional import POSITION_AXES
 from neuralgraph.rules import fused
 from neuralgraph.rules.base import check_hidden, edge_state, init_update_layer, register
@@ -284,12 +283,10 @@ class WeightTransformer(MessagePassing):
             raise ValueError("WeightTransformer needs graph.edge_pos [E, 5] for RoPE")
         num_nodes = graph.num_nodes  # type: ignore[attr-defined]
         weight = graph.weight  # type: ignore[attr-defined]
-        if not torch.is_grad_enabled() and self.native is not False:
-            why = fused.can_run(self, graph)
-            if why is None:
-                return fused.wt_forward(self, graph, chunk_workers(self.workers, weight, 1 << 30))
-            if self.native:
-                raise NativeUnavailable(f"WeightTransformer(native=True) cannot use the fused kernel: {why}")
+        # without autograd: the fused kernel where it runs (autograd always takes the PyTorch path)
+        if not torch.is_grad_enabled() and self.native is not False and \
+                fused.use_kernel(self, fused.can_run(self, graph)):
+            return fused.wt_forward(self, graph, fused.kernel_workers(self))
         blocks = block_layout(graph, self.min_dense)
         parts = list(chunks(blocks, self.chunk_size))
         if not torch.is_grad_enabled():

@@ -162,16 +162,25 @@ static void layer_norm(const float *restrict x, float *restrict y, const float *
         for (int t = 0; t < T; t++) y[k * T + t] = fmaf((x[k * T + t] - mean[t]) * var[t], g[k], b[k]);
 }
 
+/* lanes in use in the tile starting at edge s of a range ending at e1 */
+static inline int tile_len(int64_t s, int64_t e1) { return (int)((e1 - s) < T ? (e1 - s) : T); }
+
 /* x [1+H][T] from weights and row-major hidden states of edges e0 .. e0+n (n <= T; rest zero). */
-static void load_state(const WTParams *p, int64_t e0, int n, const float *w, const float *hid,
-                       float *restrict x) {
-    const int64_t H = p->H;
+static void load_state(int64_t H, int64_t e0, int n, const float *w, const float *hid, float *restrict x) {
     memset(x, 0, sizeof(float) * (size_t)((1 + H) * T));
     for (int t = 0; t < n; t++) {
         x[t] = w[e0 + t];
         const float *h = hid + (e0 + t) * H;
         for (int64_t k = 0; k < H; k++) x[(1 + k) * T + t] = h[k];
     }
+}
+
+/* the [D][T] tile's lanes [0, n) as n contiguous rows of D (transposed in L1, then copied) */
+static void store_rows(const float *restrict tile, int n, int64_t D, float *out) {
+    float rows[MAXW * T];
+    for (int t = 0; t < T; t++)
+        for (int64_t c = 0; c < D; c++) rows[t * D + c] = tile[c * T + t];
+    memcpy(out, rows, sizeof(float) * (size_t)(n * D));
 }
 
 /* (r0 + i r1) = (x0 + i x1)(c + i s), lane-wise */
@@ -365,8 +374,8 @@ int ng_wt_keys(const WTParams *p, int64_t e0, int64_t e1, const float *w, const 
     int ok = cache_init(&cf, W) & cache_init(&cb, W);
     if (ok) {
         for (int64_t s = e0; s < e1; s += T) {
-            const int n = (int)((e1 - s) < T ? (e1 - s) : T);
-            load_state(p, s, n, w, hid, x);
+            const int n = tile_len(s, e1);
+            load_state(p->H, s, n, w, hid, x);
             mm(p->kv_w, p->kv_b, x, kv, 4 * D, 1 + p->H);
             phi_rope(p, s, n, pos, kv, f, r);
             scatter(p, &cf, s, n, src, r, f, kv + 2 * D * T, Sf, zf);
@@ -386,8 +395,8 @@ int ng_wt_update(const WTParams *p, int64_t e0, int64_t e1, const float *w, cons
     Cache cf, cb;
     int ok = cache_init(&cf, W) & cache_init(&cb, W);
     for (int64_t s = e0; ok && s < e1; s += T) {
-        const int n = (int)((e1 - s) < T ? (e1 - s) : T);
-        load_state(p, s, n, w, hid, x);
+        const int n = tile_len(s, e1);
+        load_state(p->H, s, n, w, hid, x);
         mm(p->qu_w, p->qu_b, x, qu, 3 * D, 1 + H);
         phi_rope(p, s, n, pos, qu, f, r);
         /* forward attention reads the target's state, backward the source's */
@@ -408,8 +417,7 @@ int ng_wt_update(const WTParams *p, int64_t e0, int64_t e1, const float *w, cons
             const float e = ng_exp(-2.0f * y[k]);
             y[k] = p->scale * (2.0f / (1.0f + e) - 1.0f); /* s tanh */
         }
-        for (int t = 0; t < n; t++)
-            for (int64_t k = 0; k <= H; k++) out[(s + t) * (1 + H) + k] = y[k * T + t];
+        store_rows(y, n, 1 + H, out + s * (1 + H));
     }
     cache_free(&cf);
     cache_free(&cb);
@@ -426,14 +434,6 @@ static void load_rows(const float *in, int64_t ld, int64_t s, int n, int64_t D, 
         for (int t = 0; t < T; t++) tile[c * T + t] = rows[t * D + c];
 }
 
-/* the [D][T] tile's lanes [0, n) as n contiguous rows of D (transposed in L1, then copied) */
-static void store_rows(const float *restrict tile, int n, int64_t D, float *out) {
-    float rows[MAXW * T];
-    for (int t = 0; t < T; t++)
-        for (int64_t c = 0; c < D; c++) rows[t * D + c] = tile[c * T + t];
-    memcpy(out, rows, sizeof(float) * (size_t)(n * D));
-}
-
 /* Attention alone (benchmark): pass 1 from precomputed rotated/unrotated phi(k) and v, each
  * [E][D] with row strides ld[6] (krf, kf, vf, krb, kb, vb), forward and backward kinds apart. */
 int ng_attn_keys(const WTParams *p, int64_t e0, int64_t e1, const float *krf, const float *kf,
@@ -446,7 +446,7 @@ int ng_attn_keys(const WTParams *p, int64_t e0, int64_t e1, const float *krf, co
     int ok = cache_init(&cf, W) & cache_init(&cb, W);
     if (ok) {
         for (int64_t s = e0; s < e1; s += T) {
-            const int n = (int)((e1 - s) < T ? (e1 - s) : T);
+            const int n = tile_len(s, e1);
             load_rows(krf, ld[0], s, n, D, kr), load_rows(kf, ld[1], s, n, D, k), load_rows(vf, ld[2], s, n, D, v);
             scatter(p, &cf, s, n, src, kr, k, v, Sf, zf);
             load_rows(krb, ld[3], s, n, D, kr), load_rows(kb, ld[4], s, n, D, k), load_rows(vb, ld[5], s, n, D, v);
@@ -468,7 +468,7 @@ int ng_attn_contract(const WTParams *p, int64_t e0, int64_t e1, const float *qrf
     Cache cf, cb;
     int ok = cache_init(&cf, W) & cache_init(&cb, W);
     for (int64_t s = e0; ok && s < e1; s += T) {
-        const int n = (int)((e1 - s) < T ? (e1 - s) : T);
+        const int n = tile_len(s, e1);
         load_rows(qrf, ld[0], s, n, D, qr), load_rows(qf, ld[1], s, n, D, q);
         contract(p, &cf, s, n, dst, qr, q, Sf, zf, a);
         store_rows(a, n, D, af + s * D);
@@ -504,13 +504,11 @@ int ng_mlp_update(const MLPParams *p, int64_t e0, int64_t e1, const float *w, co
     if (p->depth + 1 > MLP_MAX_LAYERS || in_dim > MAXW || p->width > MAXW) return -1;
     float x[MAXW * T], ha[MAXW * T], hb[MAXW * T];
     for (int64_t s = e0; s < e1; s += T) {
-        const int n = (int)((e1 - s) < T ? (e1 - s) : T);
-        memset(x, 0, sizeof(float) * (size_t)(in_dim * T));
+        const int n = tile_len(s, e1);
+        load_state(H, s, n, w, hid, x); /* rows [0, S): the edge's own state */
+        memset(x + S * T, 0, sizeof(float) * (size_t)(2 * S * T));
         for (int t = 0; t < n; t++) {
-            const int64_t e = s + t;
-            const float *h = hid + e * H, *fo = node_out + dst[e] * S, *bi = node_in + src[e] * S;
-            x[t] = w[e];
-            for (int64_t k = 0; k < H; k++) x[(1 + k) * T + t] = h[k];
+            const float *fo = node_out + dst[s + t] * S, *bi = node_in + src[s + t] * S;
             for (int64_t k = 0; k < S; k++) x[(S + k) * T + t] = fo[k];
             for (int64_t k = 0; k < S; k++) x[(2 * S + k) * T + t] = bi[k];
         }
@@ -525,8 +523,8 @@ int ng_mlp_update(const MLPParams *p, int64_t e0, int64_t e1, const float *w, co
         }
         float *y = in == x ? ha : x; /* (depth 0: the output layer reads x) */
         mm(p->w[p->depth], p->b[p->depth], in, y, S, K);
-        for (int t = 0; t < n; t++)
-            for (int64_t k = 0; k < S; k++) out[(s + t) * S + k] = p->scale * y[k * T + t];
+        for (int64_t k = 0; k < S * T; k++) y[k] *= p->scale;
+        store_rows(y, n, S, out + s * S);
     }
     return 0;
 }

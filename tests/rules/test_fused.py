@@ -17,9 +17,9 @@ from neuralgraph.testing import random_cnn, random_mlp
 pytestmark = pytest.mark.skipif(not fused.available(), reason=f"fused kernel unavailable: {native.status()}")
 
 
-def _rule(hidden: int = 16, seed: int = 0, **kw: object) -> WeightTransformer:
+def _rule(hidden: int = 16, seed: int = 0, cls: type = WeightTransformer, **kw: object) -> torch.nn.Module:
     torch.manual_seed(seed)
-    rule = WeightTransformer(hidden, **kw)
+    rule = cls(hidden, **kw)
     for p in rule.parameters():  # non-trivial everything: LayerNorm gains, zero-init head, biases
         nn.init.normal_(p, std=0.3)
     return rule
@@ -218,11 +218,7 @@ def test_build_cache_is_reused(tmp_path, monkeypatch: pytest.MonkeyPatch) -> Non
 
 # ---------------------------------------------------------------------------------------- MLPRule
 def _mlp_rule(hidden: int = 16, seed: int = 0, **kw: object) -> MLPRule:
-    torch.manual_seed(seed)
-    rule = MLPRule(hidden, **kw)
-    for p in rule.parameters():
-        nn.init.normal_(p, std=0.3)
-    return rule
+    return _rule(hidden, seed, MLPRule, **kw)
 
 
 @pytest.mark.parametrize("seed", range(3))
