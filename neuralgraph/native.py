@@ -107,11 +107,11 @@ def _build(name: str) -> ctypes.CDLL:
     except (OSError, subprocess.SubprocessError) as e:
         raise NativeUnavailable(f"{cc} --version failed: {e}") from e
     errors = []
+    cpu, folder = _cpu_signature().encode(), _writable_cache()
     for arch in _ARCH_FLAGS:
         flags = _FLAGS + arch
-        key = hashlib.sha256(b"\0".join([code, " ".join(flags).encode(), version.encode(),
-                                         _cpu_signature().encode()])).hexdigest()[:16]
-        target = _writable_cache() / f"{name}-{key}.so"
+        key = hashlib.sha256(b"\0".join([code, " ".join(flags).encode(), version.encode(), cpu])).hexdigest()[:16]
+        target = folder / f"{name}-{key}.so"
         if not target.is_file():
             fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
             os.close(fd)
