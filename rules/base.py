@@ -23,6 +23,7 @@ import importlib
 from typing import Callable, Dict, Optional, Type, Union
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from neuralgraph.neighbourhood import Neighbourhoods
@@ -74,6 +75,37 @@ def edge_state(graph: object, edges: slice = slice(None)) -> Tensor:
     """Per-edge state ``[w, h]`` of the edges in ``edges``: ``[n, 1 + H]``."""
     w, h = graph.weight[edges], graph.hidden[edges]  # type: ignore[attr-defined]
     return torch.cat([w.unsqueeze(-1), h], dim=-1)
+
+
+class _TallLinear(torch.autograd.Function):
+    """``x W^T + b`` for tall ``x [n, k]`` (many edges, few features), whose backward forms the
+    weight gradient with the wider of ``x`` and the output gradient as the right operand:
+    torch's ``g^T x`` for a narrow ``x`` (``k = 1 + H = 11``, say) runs several times below
+    the matrix-product rate on CPU."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return F.linear(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, g: Tensor):  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        gx = g @ weight if ctx.needs_input_grad[0] else None
+        gw = None
+        if ctx.needs_input_grad[1]:
+            gw = g.t() @ x if x.size(1) >= g.size(1) else (x.t() @ g).t()
+        gb = g.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return gx, gw, gb
+
+
+def tall_linear(x: Tensor, layer: nn.Linear) -> Tensor:
+    """``layer(x)`` for ``x [n, k]`` with many rows (see :class:`_TallLinear`); the same values
+    and gradients as ``layer(x)``, faster backward on CPU when ``k`` is small."""
+    if torch.is_grad_enabled() and x.dim() == 2:
+        return _TallLinear.apply(x, layer.weight, layer.bias)
+    return layer(x)
 
 
 def init_update_layer(layer: nn.Linear, zero_init: bool) -> None:

@@ -142,8 +142,15 @@ def block_layout(graph: object, min_dense: int = 4096) -> List[Block]:
     """
     edge_index = graph.edge_index  # type: ignore[attr-defined]
     cached = graph.__dict__.get("_layout_cache")
-    if cached is not None and cached[0] is edge_index and cached[2] == min_dense:
-        return cached[1]
+    if cached is None or cached[0] is not edge_index:
+        cached = (edge_index, {})  # one layout per min_dense (training and inference differ)
+        graph.__dict__["_layout_cache"] = cached
+    if min_dense not in cached[1]:
+        cached[1][min_dense] = _layout(graph, edge_index, min_dense)
+    return cached[1][min_dense]
+
+
+def _layout(graph: object, edge_index: Tensor, min_dense: int) -> List[Block]:
     blocks: List[Block] = []
     sizes = _slot_sizes(graph)
     num_edges = edge_index.size(1)
@@ -155,6 +162,4 @@ def block_layout(graph: object, min_dense: int = 4096) -> List[Block]:
                 offset += rows * row_len
     else:
         blocks.append(ScatterBlock(0, num_edges, edge_index[0], edge_index[1]))
-    blocks = _merge_small(blocks, edge_index, min_dense)
-    graph.__dict__["_layout_cache"] = (edge_index, blocks, min_dense)
-    return blocks
+    return _merge_small(blocks, edge_index, min_dense)

@@ -33,7 +33,7 @@ reference.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Dict, Iterator, List, Sequence, Tuple, TypeVar
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -59,6 +59,7 @@ __all__ = [
     "chunk_workers",
     "parallel_chunks",
     "merge_states",
+    "head_blocks",
     "accumulate",
     "contract",
     "neighbourhood_attention",
@@ -93,9 +94,12 @@ def phi_log2(x2: Tensor) -> Tensor:
 
 
 def head_dot(a: Tensor, b: Tensor) -> Tensor:
-    """``(a * b).sum(-1)`` for a short last axis (a head's width): a chain of adds, several
-    times faster than torch's reduction over a size-4 innermost axis."""
+    """``(a * b).sum(-1)`` for a short last axis (a head's width): without autograd a chain of
+    adds, several times faster than torch's reduction over a size-4 innermost axis; with
+    autograd the reduction (each ``p[..., i]``'s backward would write a zero-filled copy of ``p``)."""
     p = a * b
+    if torch.is_grad_enabled() and p.requires_grad:
+        return p.sum(-1)
     out = p[..., 0] + p[..., 1] if p.size(-1) > 1 else p[..., 0].clone()
     for i in range(2, p.size(-1)):
         out = out + p[..., i]
@@ -207,11 +211,17 @@ def head_mask(heads: int, head_dim: int, device: torch.device | None = None,
 
 
 class NodeStates:
-    """Per-node ``S [V, D, D]`` and ``z [V, D]`` for one neighbourhood kind."""
+    """Per-node ``S [V, D, D]`` and ``z [V, D]`` for one neighbourhood kind.
+
+    Scatter blocks add per-head states ``[V, h, d, d]`` (:meth:`add_heads`):
+    only the ``h`` diagonal ``d x d`` blocks of ``S`` are ever read, so their
+    per-edge outer products are ``h d^2`` instead of ``D^2`` numbers.
+    """
 
     def __init__(self, num_nodes: int, dim: int, like: Tensor) -> None:
         self.s = like.new_zeros(num_nodes, dim, dim)
         self.z = like.new_zeros(num_nodes, dim)
+        self.hs: Optional[Tensor] = None
 
     def add(self, ids: Tensor, s: Tensor, z: Tensor, inplace: bool) -> None:
         if inplace:
@@ -221,9 +231,37 @@ class NodeStates:
             self.s = self.s.index_add(0, ids, s)
             self.z = self.z.index_add(0, ids, z)
 
+    def add_heads(self, ids: Tensor, s: Tensor, z: Tensor, inplace: bool) -> None:
+        """Add per-head outer products ``s [n, h, d, d]`` and ``z [n, D]`` of edges to nodes ``ids``."""
+        if self.hs is None:
+            self.hs = s.new_zeros((self.s.size(0),) + tuple(s.shape[1:]))
+        if inplace:
+            self.hs.index_add_(0, ids, s)
+            self.z.index_add_(0, ids, z)
+        else:
+            self.hs = self.hs.index_add(0, ids, s)
+            self.z = self.z.index_add(0, ids, z)
+
+    def total(self) -> Tensor:
+        """``S [V, D, D]`` with the per-head states placed on its diagonal blocks."""
+        if self.hs is None:
+            return self.s
+        v, h, d, _ = self.hs.shape
+        # diag_embed puts the last (head) axis on the diagonal of output axes 1 and 3
+        return self.s + torch.diag_embed(self.hs.permute(0, 2, 3, 1), dim1=1, dim2=3).reshape(v, h * d, h * d)
+
+
     def finalize(self, heads: int, head_dim: int) -> Tuple[Tensor, Tensor]:
         """Head-masked states ``S [V, D, D]`` and normalisers ``z [V, D]``."""
-        return self.s * head_mask(heads, head_dim, self.s.device, self.s.dtype), self.z
+        return self.total() * head_mask(heads, head_dim, self.s.device, self.s.dtype), self.z
+
+
+def head_blocks(s: Tensor, heads: int) -> Tensor:
+    """The diagonal ``d x d`` blocks of node states ``s [V, D, D]``, ``[V, h, d, d]`` (a copy;
+    entry ``[v, k, i, j]`` is ``s[v, k d + i, k d + j]``)."""
+    v, dim, _ = s.shape
+    d = dim // heads
+    return s.view(v, heads, d, heads, d).diagonal(dim1=1, dim2=3).permute(0, 3, 1, 2).contiguous()
 
 
 def chunk_workers(workers: int | None, like: Tensor, num_chunks: int) -> int:
@@ -285,12 +323,15 @@ def chunks(blocks: Sequence[Block], chunk_size: int) -> Iterator[Chunk]:
 
 
 def accumulate(chunk: Chunk, k_rot: Tuple[Tensor, Tensor], k: Tuple[Tensor, Tensor],
-               v: Tuple[Tensor, Tensor], fwd: NodeStates, bwd: NodeStates, inplace: bool) -> None:
+               v: Tuple[Tensor, Tensor], fwd: NodeStates, bwd: NodeStates, inplace: bool,
+               heads: int = 0) -> None:
     """Add one chunk's keys/values to the node states.
 
     ``fwd`` sums edges by *source* (forward neighbourhoods of the edges entering
     that node), ``bwd`` by *target*.  Each tuple holds ``(forward, backward)``
-    tensors of shape ``[n, D]`` (rows may be strided).
+    tensors of shape ``[n, D]`` (rows may be strided).  With ``heads`` scatter
+    blocks add per-head outer products (:meth:`NodeStates.add_heads`), else
+    full ``D x D`` ones (masked later).
     """
     b, rows, _ = chunk
     if isinstance(b, DenseBlock):
@@ -308,6 +349,12 @@ def accumulate(chunk: Chunk, k_rot: Tuple[Tensor, Tensor], k: Tuple[Tensor, Tens
         s_b = torch.bmm(k_rot[1].view(o, b.C * b.R, dim).transpose(1, 2), v[1].view(o, b.C * b.R, dim))
         z_b = k[1].view(o, b.C * b.R, dim).sum(1)
         bwd.add(b.dst[rows], s_b, z_b, inplace)
+    elif heads:
+        n, dim = v[0].shape
+        d = dim // heads
+        for st, ids, kr, kk, vv in ((fwd, b.src[rows], k_rot[0], k[0], v[0]),
+                                    (bwd, b.dst[rows], k_rot[1], k[1], v[1])):
+            st.add_heads(ids, kr.reshape(n, heads, d, 1) * vv.reshape(n, heads, 1, d), kk, inplace)
     else:
         fwd.add(b.src[rows], k_rot[0].unsqueeze(-1) * v[0].unsqueeze(-2), k[0], inplace)
         bwd.add(b.dst[rows], k_rot[1].unsqueeze(-1) * v[1].unsqueeze(-2), k[1], inplace)
@@ -340,8 +387,8 @@ def contract(chunk: Chunk, q_rot: Tuple[Tensor, Tensor], q: Tuple[Tensor, Tensor
         den_b = head_dot(q[1].view(o, b.C, b.R, heads, d), bwd[1][src].view(1, b.C, 1, heads, d))
     else:
         tgt, src = b.dst[rows], b.src[rows]
-        num_f = torch.einsum("nD,nDE->nE", q_rot[0], fwd[0][tgt])
-        num_b = torch.einsum("nD,nDE->nE", q_rot[1], bwd[0][src])
+        num_f = _head_contract(q_rot[0], head_blocks(fwd[0], heads)[tgt])
+        num_b = _head_contract(q_rot[1], head_blocks(bwd[0], heads)[src])
         if not normalize:
             return num_f, num_b
         den_f = head_dot(q[0].view(-1, heads, d), fwd[1][tgt].view(-1, heads, d))
@@ -350,6 +397,14 @@ def contract(chunk: Chunk, q_rot: Tuple[Tensor, Tensor], q: Tuple[Tensor, Tensor
     a_f = (num_f.view(n, heads, d) * (den_f.reshape(n, heads, 1) + eps).reciprocal()).view(n, dim)
     a_b = (num_b.view(n, heads, d) * (den_b.reshape(n, heads, 1) + eps).reciprocal()).view(n, dim)
     return a_f, a_b
+
+
+def _head_contract(q: Tensor, s: Tensor) -> Tensor:
+    """``out[n, k, j] = sum_i q[n, k d + i] s[n, k, i, j]`` for ``q [n, D]`` and per-edge head
+    blocks ``s [n, h, d, d]`` (from :func:`head_blocks`), as ``[n, D]`` (a broadcast product
+    and a sum: faster than a batched ``1 x d`` by ``d x d`` product, with or without autograd)."""
+    n, h, d, _ = s.shape
+    return (q.reshape(n, h, d, 1) * s).sum(2).reshape(n, h * d)
 
 
 def neighbourhood_attention(blocks: Sequence[Block], num_nodes: int, heads: int,
@@ -372,7 +427,7 @@ def neighbourhood_attention(blocks: Sequence[Block], num_nodes: int, heads: int,
     def keys(i: int, c: Chunk) -> None:
         sl = c[2]
         accumulate(c, (k_rot[0][sl], k_rot[1][sl]), (k[0][sl], k[1][sl]), (v[0][sl], v[1][sl]),
-                   *states[i], inplace)
+                   *states[i], inplace, heads)
 
     parallel_chunks(keys, parts, workers)
     fwd, bwd = merge_states(states)
@@ -399,10 +454,11 @@ def merge_states(states: Sequence[Tuple[NodeStates, NodeStates]]) -> Tuple[NodeS
     """Sum per-thread ``(forward, backward)`` node states into the first pair."""
     fwd, bwd = states[0]
     for f, b in states[1:]:
-        fwd.s += f.s
-        fwd.z += f.z
-        bwd.s += b.s
-        bwd.z += b.z
+        for into, st in ((fwd, f), (bwd, b)):
+            into.s += st.s
+            into.z += st.z
+            if st.hs is not None:
+                into.hs = st.hs if into.hs is None else into.hs.add_(st.hs)
     return fwd, bwd
 
 

@@ -122,6 +122,13 @@ class TrainConfig:
     second stage of meta-training, e.g. on more architectures.
     ``pool_size``: sample-pool slots per architecture (``0`` = no pooling).
     ``zero_out_prob``: probability of zeroing out a pooled starting state.
+    ``grad_checkpoint``: how the unrolled rule steps keep activations for the
+    backward pass, per chunk of ``checkpoint_chunk`` steps (see
+    :func:`neuralgraph.meta.grow.unroll`): ``"torch"`` (default; recompute with
+    ``torch.utils.checkpoint``), ``"native"`` (same memory; the first forward
+    runs without autograd, on the rules' fused kernels) or ``"none"`` (keep
+    everything: fastest when the graphs are small).  ``"torch"`` and ``"none"``
+    give bit-identical gradients.
     """
 
     meta_steps: int = 200
@@ -133,6 +140,7 @@ class TrainConfig:
     steps_jitter: int = 0
     curriculum_fraction: float = 0.5
     checkpoint_chunk: int = 5
+    grad_checkpoint: str = "torch"
     clip_norm: float = 1.0
     loss_steps: int = 1
     out_init_std: float = 0.0
@@ -226,6 +234,9 @@ class MetaConfig:
             raise ValueError(f"rule.kwargs.hidden_dim={hd} differs from grow.hidden_dim={g.hidden_dim}")
         if t.out_init_layer not in ("last", "out"):
             raise ValueError(f"train.out_init_layer must be 'last' or 'out', got {t.out_init_layer!r}")
+        if t.grad_checkpoint not in ("torch", "native", "none"):
+            raise ValueError(f"train.grad_checkpoint must be 'torch', 'native' or 'none', "
+                             f"got {t.grad_checkpoint!r}")
         if t.checkpoint_chunk < 1 or t.loss_steps < 1:
             raise ValueError("train.checkpoint_chunk and train.loss_steps must be >= 1")
 

@@ -23,7 +23,7 @@ from neuralgraph.graph import NeuralGraph
 from neuralgraph.positional import position_code
 from neuralgraph.rules.base import step
 
-__all__ = ["State", "GraphFactory", "unroll", "logits", "accuracy", "grow_trajectory"]
+__all__ = ["State", "GraphFactory", "CHECKPOINT_MODES", "unroll", "logits", "accuracy", "grow_trajectory"]
 
 State = Tuple[Tensor, Tensor]
 
@@ -191,30 +191,91 @@ def _run_steps(template: NeuralGraph, rule: nn.Module, w: Tensor, h: Tensor, n: 
     return w, h
 
 
+#: Activation checkpointing modes of :func:`unroll` (``TrainConfig.grad_checkpoint``).
+CHECKPOINT_MODES = ("torch", "native", "none")
+
+
+class _Recompute(torch.autograd.Function):
+    """Reentrant-style checkpoint of ``fn(w, h) -> (w', h')``: the forward runs without
+    autograd (so a rule may take its fused no-grad kernel), the backward recomputes ``fn``
+    with autograd and returns the gradients of ``w``, ``h`` and the rule's parameters.
+    Unlike :func:`torch.utils.checkpoint.checkpoint` with ``use_reentrant=True`` it works
+    with :func:`torch.autograd.grad` because the parameters are explicit inputs."""
+
+    @staticmethod
+    def forward(ctx, fn: Callable[[Tensor, Tensor], State], w: Tensor, h: Tensor,  # type: ignore[override]
+                *params: Tensor) -> State:
+        ctx.fn = fn
+        ctx.params = params
+        ctx.save_for_backward(w, h)
+        w2, h2 = fn(w, h)  # autograd is off inside Function.forward
+        return w2, h2
+
+    @staticmethod
+    def backward(ctx, gw: Tensor, gh: Tensor):  # type: ignore[override]
+        w, h = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        with torch.enable_grad():
+            wi = w.detach().requires_grad_(need[1])
+            hi = h.detach().requires_grad_(need[2])
+            w2, h2 = ctx.fn(wi, hi)
+            wrt = [x for x, n in zip((wi, hi), need[1:3]) if n]
+            wrt += [p for p, n in zip(ctx.params, need[3:]) if n]
+            grads = iter(torch.autograd.grad((w2, h2), wrt, (gw, gh), allow_unused=True)) if wrt else iter(())
+        out = [next(grads) if n else None for n in need[1:]]
+        return (None, *out)
+
+
 def unroll(template: NeuralGraph, rule: nn.Module, state: State, steps: int, fire_rate: float,
-           seed: int, chunk: int = 5, use_checkpoint: bool = True,
+           seed: int, chunk: int = 5, use_checkpoint: bool | str = True,
            callback: Optional[Callable[[int, State], None]] = None) -> State:
     """Apply ``steps`` stochastic rule updates, differentiably.
 
-    The steps run in chunks of ``chunk``; with ``use_checkpoint`` (and autograd
-    on) each chunk is wrapped in :func:`torch.utils.checkpoint.checkpoint`, so
-    memory holds one chunk's activations plus the states between chunks.  The
-    fire masks come from a generator seeded by ``seed`` and the chunk start,
-    so recomputation reproduces them exactly.
+    The steps run in chunks of ``chunk``.  With autograd on, ``use_checkpoint``
+    chooses how each chunk's activations are kept:
+
+    * ``True`` / ``"torch"``: :func:`torch.utils.checkpoint.checkpoint` -- memory
+      holds one chunk's activations plus the states between chunks; the chunk's
+      forward runs twice with autograd;
+    * ``"native"``: the same memory, but the first forward runs without autograd
+      (the rules' fused CPU kernels where they run) and only the recomputation in
+      the backward pass builds a graph.  The kernel rounds differently from the
+      PyTorch path (about 1e-6), so gradients are taken at states that differ from
+      the returned ones at that level;
+    * ``False`` / ``"none"``: no checkpointing, every step's activations are kept
+      (fastest for graphs whose activations fit in memory many times over).
+
+    Without autograd all three are the same plain loop.  The fire masks come
+    from a generator seeded by ``seed`` and the chunk start, so recomputation
+    reproduces them exactly.
     """
+    mode = {True: "torch", False: "none"}.get(use_checkpoint, use_checkpoint)  # type: ignore[call-overload]
+    if mode not in CHECKPOINT_MODES:
+        raise ValueError(f"use_checkpoint must be a bool or one of {CHECKPOINT_MODES}, got {use_checkpoint!r}")
+    if not torch.is_grad_enabled():
+        mode = "none"
+    params = tuple(p for p in rule.parameters() if p.requires_grad) if mode == "native" else ()
     w, h = state
     done = 0
     while done < steps:
         n = min(chunk, steps - done)
         s = seed * 100003 + done
-        if use_checkpoint and torch.is_grad_enabled():
+        if mode == "torch":
             w, h = checkpoint(_run_steps, template, rule, w, h, n, fire_rate, s, use_reentrant=False)
+        elif mode == "native":
+            fn = functools.partial(_recompute_steps, template, rule, n, fire_rate, s)
+            w, h = _Recompute.apply(fn, w, h, *params)
         else:
             w, h = _run_steps(template, rule, w, h, n, fire_rate, s)
         done += n
         if callback is not None:
             callback(done, (w, h))
     return w, h
+
+
+def _recompute_steps(template: NeuralGraph, rule: nn.Module, n: int, fire_rate: float, seed: int,
+                     w: Tensor, h: Tensor) -> State:
+    return _run_steps(template, rule, w, h, n, fire_rate, seed)
 
 
 def logits(template: NeuralGraph, weight: Tensor, x: Tensor, batch: int = 4096) -> Tensor:

@@ -179,11 +179,12 @@ class MetaTrainer:
         t, g = self.cfg.train, self.cfg.grow
         template = self.factory.template(spec)
         extra = min(t.loss_steps, steps) - 1
-        w, h = unroll(template, self.rule, state, steps - extra, g.fire_rate, seed, t.checkpoint_chunk)
+        w, h = unroll(template, self.rule, state, steps - extra, g.fire_rate, seed, t.checkpoint_chunk,
+                      t.grad_checkpoint)
         net = self.factory.network_weight
         loss = F.cross_entropy(logits(template, net(spec, w), x), y)
         for i in range(extra):
-            w, h = unroll(template, self.rule, (w, h), 1, g.fire_rate, seed + 1 + i, 1)
+            w, h = unroll(template, self.rule, (w, h), 1, g.fire_rate, seed + 1 + i, 1, t.grad_checkpoint)
             loss = loss + F.cross_entropy(logits(template, net(spec, w), x), y)
         return loss / (extra + 1), (w, h)
 

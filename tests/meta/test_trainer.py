@@ -27,6 +27,59 @@ def test_checkpointed_unroll_matches_plain_gradients():
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["mlp", "wt_cnn"])
+def test_unroll_checkpoint_modes_give_the_same_gradients(kind, monkeypatch):
+    """"torch" and "none" are the same computation (bit-identical); "native" runs the first
+    forward on the fused kernel and recomputes with autograd, so it agrees to rounding."""
+    torch.manual_seed(0)
+    if kind == "mlp":
+        factory, spec = GraphFactory(hidden_dim=4), "4-5-3"
+        rule = ng.rules.MLPRule(4, width=8, depth=1)
+        torch.nn.init.normal_(rule.out.weight, std=0.1)
+        x = torch.randn(7, 4)
+    else:
+        factory = GraphFactory(hidden_dim=10, input_shape=(1, 28, 28), weight_standardization=True)
+        spec = "cnn:m=0.125,k=3,h=8"
+        rule = ng.rules.WeightTransformer(10, heads=5, head_dim=4, ff_dim=16, head_width=16, zero_init=False)
+        x = torch.randn(5, 1, 28, 28)
+    y = torch.randint(0, 3, (x.size(0),))
+    tmpl = factory.template(spec)
+    start = factory.fresh(spec, torch.Generator().manual_seed(1))
+    from neuralgraph.rules import fused
+    calls = []
+    for name in ("wt_forward", "mlp_forward"):
+        real = getattr(fused, name)
+        monkeypatch.setattr(fused, name, lambda *a, _real=real, **k: calls.append(1) or _real(*a, **k))
+    if kind == "mlp":  # a state that requires grad too
+        start = (start[0].clone().requires_grad_(), start[1])
+    out = {}
+    for mode in ("torch", "none", "native"):
+        rule.zero_grad()
+        w, h = unroll(tmpl, rule, start, 3, 0.8, seed=3, chunk=2, use_checkpoint=mode)
+        loss = torch.nn.functional.cross_entropy(tmpl.forward(x, weight=factory.network_weight(spec, w)), y)
+        (loss + h.square().mean()).backward()
+        grads = torch.cat([p.grad.flatten() for p in rule.parameters()])
+        if start[0].requires_grad:
+            grads = torch.cat([grads, start[0].grad.flatten()])
+            start[0].grad = None
+        out[mode] = (float(loss.detach()), grads)
+    assert out["torch"][1].abs().sum() > 0
+    assert out["torch"][0] == out["none"][0] and torch.equal(out["torch"][1], out["none"][1])
+    assert abs(out["native"][0] - out["torch"][0]) < 1e-5
+    if ng.native.load() is not None:
+        assert calls, "the native mode's first forward should run on the fused kernel"
+    assert torch.allclose(out["native"][1], out["torch"][1], rtol=1e-3, atol=1e-5)
+
+
+def test_unroll_rejects_an_unknown_checkpoint_mode():
+    factory = GraphFactory(hidden_dim=4)
+    rule = ng.rules.MLPRule(4, width=8, depth=1)
+    with pytest.raises(ValueError, match="use_checkpoint"):
+        unroll(factory.template("4-5-3"), rule, factory.fresh("4-5-3"), 2, 1.0, seed=0, use_checkpoint="off")
+    with pytest.raises(ValueError, match="grad_checkpoint"):
+        MetaConfig.from_dict({"arch": {"train": ["4-5-3"]}, "train": {"grad_checkpoint": False}})
+
+
 def test_input_grid_code_uses_pixel_rows_and_cols():
     f = GraphFactory(hidden_dim=10, input_grid=[2, 3])
     g = f.template("6-2-2")

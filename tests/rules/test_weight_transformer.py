@@ -288,3 +288,16 @@ def test_threaded_inference_mode() -> None:
         with torch.inference_mode():
             got = rule(graph)
         assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
+def test_tall_linear_matches_linear_values_and_gradients():
+    from neuralgraph.rules.base import _TallLinear, tall_linear
+
+    torch.manual_seed(0)
+    for k, o in ((11, 80), (40, 20)):  # both orientations of the weight-gradient product
+        lin = torch.nn.Linear(k, o).double()
+        x = torch.randn(50, k, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradcheck(_TallLinear.apply, (x, lin.weight, lin.bias))
+        assert torch.equal(tall_linear(x, lin), lin(x))
+    with torch.no_grad():
+        assert torch.equal(tall_linear(x, lin), lin(x))
