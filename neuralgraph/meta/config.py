@@ -86,6 +86,9 @@ class GrowConfig:
             gain); implies ``fan_in_scaling``.
         hidden_bias: ``False`` fixes hidden neurons' biases at zero in the
             network (see ``GraphFactory``).
+        kernel_offsets: code conv kernel positions as offsets from the output
+            pixel (same code, same offset in kernels of every size; see
+            ``GraphFactory``).
     """
 
     hidden_dim: int = 16
@@ -98,6 +101,7 @@ class GrowConfig:
     fan_in_scaling: bool = False
     weight_standardization: bool = False
     hidden_bias: bool = True
+    kernel_offsets: bool = False
 
 
 @dataclass

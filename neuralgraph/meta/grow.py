@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from neuralgraph.architecture import Architecture
 from neuralgraph.convert import to_neural_graph
 from neuralgraph.datasets.architectures import arch_name, build_arch
 from neuralgraph.graph import NeuralGraph
@@ -26,6 +27,34 @@ from neuralgraph.rules.base import step
 __all__ = ["State", "GraphFactory", "CHECKPOINT_MODES", "unroll", "logits", "accuracy", "grow_trajectory"]
 
 State = Tuple[Tensor, Tensor]
+
+
+#: Added to centred kernel offsets (``GraphFactory(kernel_offsets=True)``): the code of the tap aligned
+#: with the output pixel; paddings up to this value are supported.
+KERNEL_CENTRE = 8
+
+
+def _centre_kernel_positions(graph: NeuralGraph, pos: Tensor) -> None:
+    """Replace conv weights' kernel row/column in ``pos [E, 5]`` by ``index - padding + KERNEL_CENTRE``."""
+    arch = getattr(graph, "arch", None)
+    if not isinstance(arch, Architecture):
+        raise ValueError("kernel_offsets needs a graph with an Architecture (graph.arch)")
+    for slot in arch.param_slots:
+        op = arch.ops[slot.op_index]
+        if not op.kind.startswith("Conv") or not slot.name.endswith("weight"):
+            continue
+        pad = op.get("padding", 0)
+        if isinstance(pad, str):  # "valid" or "same" (stride 1: left padding (k - 1) // 2)
+            k = op.get("kernel_size")
+            k = (k,) * 2 if isinstance(k, int) else tuple(k)
+            pad = (0, 0) if pad == "valid" else tuple((x - 1) // 2 for x in k)
+        pad = (pad,) * 2 if isinstance(pad, int) else tuple(pad) + (0,) * (2 - len(pad))
+        if max(pad) > KERNEL_CENTRE:
+            raise ValueError(f"kernel_offsets: padding {pad} of layer {op!r} exceeds {KERNEL_CENTRE}")
+        rows = slice(slot.offset, slot.offset + slot.numel)
+        pos[rows, 3] += KERNEL_CENTRE - pad[0]
+        if len(slot.shape) > 3:  # Conv2d: [O, C, kh, kw]
+            pos[rows, 4] += KERNEL_CENTRE - pad[1]
 
 
 class GraphFactory:
@@ -58,14 +87,22 @@ class GraphFactory:
             (zero-mean) incoming weights a hidden ReLU unit then stays active on
             part of the data; free hidden biases let meta-training drive whole
             layers negative and dead (a CNN probe collapsed to loss 2.30 so).
+        kernel_offsets (bool): code a conv weight's kernel row/column by its
+            tap's offset from the output pixel (``index - padding``, plus
+            :data:`KERNEL_CENTRE` to keep codes non-negative) instead of the
+            raw index, so the same code means the same spatial offset in
+            kernels of every size (with raw indices, index 2 is the centre of a
+            5x5 kernel but the bottom row of a 3x3 one).
     """
 
     def __init__(self, hidden_dim: int = 16, hidden_init: str = "sinusoidal", code_base: float = 1000.0,
                  input_grid: Optional[Sequence[int]] = None, weight_init: str = "zeros",
                  weight_std: float = 0.0, activation: str = "relu",
                  input_shape: Optional[Tuple[int, ...]] = None, fan_in_scaling: bool = False,
-                 weight_standardization: bool = False, hidden_bias: bool = True) -> None:
+                 weight_standardization: bool = False, hidden_bias: bool = True,
+                 kernel_offsets: bool = False) -> None:
         self.hidden_bias = hidden_bias
+        self.kernel_offsets = kernel_offsets
         self.fan_in_scaling = fan_in_scaling or weight_standardization
         self.weight_standardization = weight_standardization
         self._gains: Dict[str, Tensor] = {}
@@ -161,6 +198,8 @@ class GraphFactory:
                 pos[first, 3] = j // cols
                 pos[first, 4] = j % cols
                 pos[first, 1] = 0
+        if self.kernel_offsets:
+            _centre_kernel_positions(graph, pos)
         return position_code(pos, self.hidden_dim, self.hidden_init, base=self.code_base,
                              dtype=graph.weight.dtype)
 

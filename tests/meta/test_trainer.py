@@ -218,3 +218,37 @@ def test_init_rule_starts_from_a_saved_rule(tmp_path):
     bad["rule"]["kwargs"]["width"] = 16
     with pytest.raises(Exception, match="does not fit"):
         MetaTrainer(MetaConfig.from_dict(bad))
+
+
+def test_kernel_offsets_code_the_same_spatial_offset_alike_in_every_kernel_size():
+    from neuralgraph.meta.grow import KERNEL_CENTRE
+
+    plain = GraphFactory(hidden_dim=10, input_shape=(1, 28, 28))
+    centred = GraphFactory(hidden_dim=10, input_shape=(1, 28, 28), kernel_offsets=True)
+    codes = {}
+    for k in (3, 4, 5):
+        spec = f"cnn:m=0.125,k={k},h=8"
+        g, p = centred.template(spec), plain.template(spec)
+        first = slice(0, 4 * k * k)  # layer 0's weights [4, 1, k, k]: padding k // 2
+        assert torch.equal(g.edge_pos, p.edge_pos)  # only the code changes, not the graph
+        rows = g.edge_pos[first, 3]
+        for r in range(k):
+            codes.setdefault((k, r - k // 2), g.hidden[first][rows == r][0, 6:8])
+        # everything but the conv weights' kernel axes is coded as before
+        conv_w = torch.zeros(g.weight.numel(), dtype=torch.bool)
+        for slot in g.arch.param_slots:
+            if g.arch.ops[slot.op_index].kind == "Conv2d" and slot.name.endswith("weight"):
+                conv_w[slot.offset:slot.offset + slot.numel] = True
+        assert torch.equal(g.hidden[:, :6], p.hidden[:, :6])
+        assert torch.equal(g.hidden[~conv_w], p.hidden[~conv_w])
+        assert not torch.equal(g.hidden[conv_w], p.hidden[conv_w])
+    # offset 0 (the tap over the output pixel) has one code in kernels 3, 4 and 5; offset -1 too
+    for off in (0, -1):
+        assert torch.allclose(codes[(3, off)], codes[(4, off)]) and torch.allclose(codes[(3, off)], codes[(5, off)])
+    assert not torch.allclose(codes[(3, 0)], codes[(3, -1)])
+    assert KERNEL_CENTRE >= 2
+    cfg = MetaConfig.from_dict({"arch": {"train": ["cnn:m=0.125,k=3,h=8"]}, "data": {"flatten": False},
+                                "grow": {"hidden_dim": 10, "kernel_offsets": True},
+                                "rule": {"name": "weight_transformer", "kwargs": {"hidden_dim": 10}}})
+    from neuralgraph.meta.trainer import factory_from_config
+    assert factory_from_config(cfg, split=object()).kernel_offsets
