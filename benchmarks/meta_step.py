@@ -62,7 +62,7 @@ def run_one(config: str, mode: str, steps: int, warmup: int, init_rule: str, rul
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default=os.path.join(ROOT, "examples", "grow_cnn_stage2.yaml"))
-    ap.add_argument("--init-rule", default=os.path.join(ROOT, "neuralgraph", "checkpoints", "wt_mnist_cnn.pt"),
+    ap.add_argument("--init-rule", default=os.path.join(ROOT, "neuralgraph", "checkpoints", "wt_mnist_cnn_stage2.pt"),
                     help="start from these rule weights ('' = the config's own initialisation)")
     ap.add_argument("--steps", type=int, default=40, help="timed meta-steps per mode")
     ap.add_argument("--warmup", type=int, default=3)
