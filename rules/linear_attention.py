@@ -223,24 +223,23 @@ class NodeStates:
         self.z = like.new_zeros(num_nodes, dim)
         self.hs: Optional[Tensor] = None
 
-    def add(self, ids: Tensor, s: Tensor, z: Tensor, inplace: bool) -> None:
+    def _add(self, name: str, ids: Tensor, value: Tensor, inplace: bool) -> None:
+        """``self.<name>[ids] += value`` (index_add: ids may repeat), in place or out of place."""
         if inplace:
-            self.s.index_add_(0, ids, s)
-            self.z.index_add_(0, ids, z)
+            getattr(self, name).index_add_(0, ids, value)
         else:
-            self.s = self.s.index_add(0, ids, s)
-            self.z = self.z.index_add(0, ids, z)
+            setattr(self, name, getattr(self, name).index_add(0, ids, value))
+
+    def add(self, ids: Tensor, s: Tensor, z: Tensor, inplace: bool) -> None:
+        self._add("s", ids, s, inplace)
+        self._add("z", ids, z, inplace)
 
     def add_heads(self, ids: Tensor, s: Tensor, z: Tensor, inplace: bool) -> None:
         """Add per-head outer products ``s [n, h, d, d]`` and ``z [n, D]`` of edges to nodes ``ids``."""
         if self.hs is None:
             self.hs = s.new_zeros((self.s.size(0),) + tuple(s.shape[1:]))
-        if inplace:
-            self.hs.index_add_(0, ids, s)
-            self.z.index_add_(0, ids, z)
-        else:
-            self.hs = self.hs.index_add(0, ids, s)
-            self.z = self.z.index_add(0, ids, z)
+        self._add("hs", ids, s, inplace)
+        self._add("z", ids, z, inplace)
 
     def total(self) -> Tensor:
         """``S [V, D, D]`` with the per-head states placed on its diagonal blocks."""
