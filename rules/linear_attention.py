@@ -249,7 +249,6 @@ class NodeStates:
         # diag_embed puts the last (head) axis on the diagonal of output axes 1 and 3
         return self.s + torch.diag_embed(self.hs.permute(0, 2, 3, 1), dim1=1, dim2=3).reshape(v, h * d, h * d)
 
-
     def finalize(self, heads: int, head_dim: int) -> Tuple[Tensor, Tensor]:
         """Head-masked states ``S [V, D, D]`` and normalisers ``z [V, D]``."""
         return self.total() * head_mask(heads, head_dim, self.s.device, self.s.dtype), self.z
@@ -323,14 +322,14 @@ def chunks(blocks: Sequence[Block], chunk_size: int) -> Iterator[Chunk]:
 
 def accumulate(chunk: Chunk, k_rot: Tuple[Tensor, Tensor], k: Tuple[Tensor, Tensor],
                v: Tuple[Tensor, Tensor], fwd: NodeStates, bwd: NodeStates, inplace: bool,
-               heads: int = 0) -> None:
+               heads: int) -> None:
     """Add one chunk's keys/values to the node states.
 
     ``fwd`` sums edges by *source* (forward neighbourhoods of the edges entering
     that node), ``bwd`` by *target*.  Each tuple holds ``(forward, backward)``
-    tensors of shape ``[n, D]`` (rows may be strided).  With ``heads`` scatter
-    blocks add per-head outer products (:meth:`NodeStates.add_heads`), else
-    full ``D x D`` ones (masked later).
+    tensors of shape ``[n, D]`` (rows may be strided).  Dense blocks add full
+    ``D x D`` products (masked in :meth:`NodeStates.finalize`), scatter blocks
+    per-head ones of the ``heads`` heads (:meth:`NodeStates.add_heads`).
     """
     b, rows, _ = chunk
     if isinstance(b, DenseBlock):
@@ -348,15 +347,12 @@ def accumulate(chunk: Chunk, k_rot: Tuple[Tensor, Tensor], k: Tuple[Tensor, Tens
         s_b = torch.bmm(k_rot[1].view(o, b.C * b.R, dim).transpose(1, 2), v[1].view(o, b.C * b.R, dim))
         z_b = k[1].view(o, b.C * b.R, dim).sum(1)
         bwd.add(b.dst[rows], s_b, z_b, inplace)
-    elif heads:
+    else:
         n, dim = v[0].shape
         d = dim // heads
         for st, ids, kr, kk, vv in ((fwd, b.src[rows], k_rot[0], k[0], v[0]),
                                     (bwd, b.dst[rows], k_rot[1], k[1], v[1])):
             st.add_heads(ids, kr.reshape(n, heads, d, 1) * vv.reshape(n, heads, 1, d), kk, inplace)
-    else:
-        fwd.add(b.src[rows], k_rot[0].unsqueeze(-1) * v[0].unsqueeze(-2), k[0], inplace)
-        bwd.add(b.dst[rows], k_rot[1].unsqueeze(-1) * v[1].unsqueeze(-2), k[1], inplace)
 
 
 def contract(chunk: Chunk, q_rot: Tuple[Tensor, Tensor], q: Tuple[Tensor, Tensor],

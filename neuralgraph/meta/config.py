@@ -22,6 +22,10 @@ from typing import Any, Dict, List, Optional, Type, TypeVar
 
 __all__ = ["RuleConfig", "DataConfig", "ArchConfig", "GrowConfig", "TrainConfig", "MetaConfig"]
 
+#: Activation checkpointing modes of meta-training (``TrainConfig.grad_checkpoint``,
+#: :func:`neuralgraph.meta.grow.unroll`).
+CHECKPOINT_MODES = ("torch", "native", "none")
+
 T = TypeVar("T")
 
 
@@ -238,9 +242,8 @@ class MetaConfig:
             raise ValueError(f"rule.kwargs.hidden_dim={hd} differs from grow.hidden_dim={g.hidden_dim}")
         if t.out_init_layer not in ("last", "out"):
             raise ValueError(f"train.out_init_layer must be 'last' or 'out', got {t.out_init_layer!r}")
-        if t.grad_checkpoint not in ("torch", "native", "none"):
-            raise ValueError(f"train.grad_checkpoint must be 'torch', 'native' or 'none', "
-                             f"got {t.grad_checkpoint!r}")
+        if t.grad_checkpoint not in CHECKPOINT_MODES:
+            raise ValueError(f"train.grad_checkpoint must be one of {CHECKPOINT_MODES}, got {t.grad_checkpoint!r}")
         if t.checkpoint_chunk < 1 or t.loss_steps < 1:
             raise ValueError("train.checkpoint_chunk and train.loss_steps must be >= 1")
 

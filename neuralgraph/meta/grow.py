@@ -21,6 +21,7 @@ from neuralgraph.architecture import Architecture
 from neuralgraph.convert import to_neural_graph
 from neuralgraph.datasets.architectures import arch_name, build_arch
 from neuralgraph.graph import NeuralGraph
+from neuralgraph.meta.config import CHECKPOINT_MODES
 from neuralgraph.positional import position_code
 from neuralgraph.rules.base import step
 
@@ -230,10 +231,6 @@ def _run_steps(template: NeuralGraph, rule: nn.Module, w: Tensor, h: Tensor, n: 
     return w, h
 
 
-#: Activation checkpointing modes of :func:`unroll` (``TrainConfig.grad_checkpoint``).
-CHECKPOINT_MODES = ("torch", "native", "none")
-
-
 class _Recompute(torch.autograd.Function):
     """Reentrant-style checkpoint of ``fn(w, h) -> (w', h')``: the forward runs without
     autograd (so a rule may take its fused no-grad kernel), the backward recomputes ``fn``
@@ -302,7 +299,7 @@ def unroll(template: NeuralGraph, rule: nn.Module, state: State, steps: int, fir
         if mode == "torch":
             w, h = checkpoint(_run_steps, template, rule, w, h, n, fire_rate, s, use_reentrant=False)
         elif mode == "native":
-            fn = functools.partial(_recompute_steps, template, rule, n, fire_rate, s)
+            fn = functools.partial(_run_steps, template, rule, n=n, fire_rate=fire_rate, seed=s)
             w, h = _Recompute.apply(fn, w, h, *params)
         else:
             w, h = _run_steps(template, rule, w, h, n, fire_rate, s)
@@ -310,11 +307,6 @@ def unroll(template: NeuralGraph, rule: nn.Module, state: State, steps: int, fir
         if callback is not None:
             callback(done, (w, h))
     return w, h
-
-
-def _recompute_steps(template: NeuralGraph, rule: nn.Module, n: int, fire_rate: float, seed: int,
-                     w: Tensor, h: Tensor) -> State:
-    return _run_steps(template, rule, w, h, n, fire_rate, seed)
 
 
 def logits(template: NeuralGraph, weight: Tensor, x: Tensor, batch: int = 4096) -> Tensor:
