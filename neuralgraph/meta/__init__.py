@@ -2,7 +2,7 @@
 
 from neuralgraph.meta.checkpoint import CheckpointError, atomic_save, load_checkpoint
 from neuralgraph.meta.config import ArchConfig, DataConfig, GrowConfig, MetaConfig, RuleConfig, TrainConfig
-from neuralgraph.meta.grow import GraphFactory, accuracy, grow_trajectory, unroll
+from neuralgraph.meta.grow import GraphFactory, accuracy, embed_conv_layer, grow_trajectory, unroll
 from neuralgraph.meta.perturb import zero_out, zero_out_mask
 from neuralgraph.meta.pool import SamplePool
 from neuralgraph.meta.trainer import MetaTrainer, build_rule, factory_from_config, load_rule
@@ -21,6 +21,7 @@ __all__ = [
     "accuracy",
     "atomic_save",
     "build_rule",
+    "embed_conv_layer",
     "factory_from_config",
     "grow_trajectory",
     "load_checkpoint",

@@ -137,6 +137,14 @@ class TrainConfig:
     runs without autograd, on the rules' fused kernels) or ``"none"`` (keep
     everything: fastest when the graphs are small).  ``"torch"`` and ``"none"``
     give bit-identical gradients.
+    ``kernel_consistency``: pairs ``[small, host]`` of CNN specs that differ only
+    in kernel size.  Each meta-step also grows one pair (drawn at random) and
+    adds, weighted by ``consistency_weight``, the mean cross-entropy of the host
+    network with each conv layer in turn replaced by the small network's layer
+    (:func:`neuralgraph.meta.grow.embed_conv_layer`) to the two networks' own
+    mean loss: a layer grown for one kernel size must work with the layers grown
+    for another, so the rule grows one solution across kernel sizes instead of
+    one per size (which an unseen size in between would mix).
     """
 
     meta_steps: int = 200
@@ -160,6 +168,8 @@ class TrainConfig:
     zero_out_prob: float = 0.0
     zero_out_fraction: float = 0.3
     explode_factor: float = 10.0
+    kernel_consistency: List[List[str]] = field(default_factory=list)
+    consistency_weight: float = 1.0
     seed: int = 0
     threads: int = 1
     log_every: int = 10
@@ -244,6 +254,11 @@ class MetaConfig:
             raise ValueError(f"train.out_init_layer must be 'last' or 'out', got {t.out_init_layer!r}")
         if t.grad_checkpoint not in CHECKPOINT_MODES:
             raise ValueError(f"train.grad_checkpoint must be one of {CHECKPOINT_MODES}, got {t.grad_checkpoint!r}")
+        for pair in t.kernel_consistency:
+            if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(a, str) for a in pair)):
+                raise ValueError(f"train.kernel_consistency entries must be [small_spec, host_spec], got {pair!r}")
+        if t.consistency_weight < 0:
+            raise ValueError(f"train.consistency_weight must be >= 0, got {t.consistency_weight}")
         if t.checkpoint_chunk < 1 or t.loss_steps < 1:
             raise ValueError("train.checkpoint_chunk and train.loss_steps must be >= 1")
 

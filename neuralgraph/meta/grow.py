@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -35,6 +36,16 @@ State = Tuple[Tensor, Tensor]
 KERNEL_CENTRE = 8
 
 
+def _conv_padding(op) -> Tuple[int, int]:
+    """A conv op's ``(rows, cols)`` padding as integers (``"valid"``/``"same"`` resolved, stride 1)."""
+    pad = op.get("padding", 0)
+    if isinstance(pad, str):  # "valid" or "same" (stride 1: left padding (k - 1) // 2)
+        k = op.get("kernel_size")
+        k = (k,) * 2 if isinstance(k, int) else tuple(k)
+        return (0, 0) if pad == "valid" else tuple((x - 1) // 2 for x in k) + (0,) * (2 - len(k))  # type: ignore
+    return (pad, pad) if isinstance(pad, int) else tuple(pad) + (0,) * (2 - len(pad))  # type: ignore
+
+
 def _centre_kernel_positions(graph: NeuralGraph, pos: Tensor) -> None:
     """Replace conv weights' kernel row/column in ``pos [E, 5]`` by ``index - padding + KERNEL_CENTRE``."""
     arch = getattr(graph, "arch", None)
@@ -44,18 +55,62 @@ def _centre_kernel_positions(graph: NeuralGraph, pos: Tensor) -> None:
         op = arch.ops[slot.op_index]
         if not op.kind.startswith("Conv") or not slot.name.endswith("weight"):
             continue
-        pad = op.get("padding", 0)
-        if isinstance(pad, str):  # "valid" or "same" (stride 1: left padding (k - 1) // 2)
-            k = op.get("kernel_size")
-            k = (k,) * 2 if isinstance(k, int) else tuple(k)
-            pad = (0, 0) if pad == "valid" else tuple((x - 1) // 2 for x in k)
-        pad = (pad,) * 2 if isinstance(pad, int) else tuple(pad) + (0,) * (2 - len(pad))
+        pad = _conv_padding(op)
         if max(pad) > KERNEL_CENTRE:
             raise ValueError(f"kernel_offsets: padding {pad} of layer {op!r} exceeds {KERNEL_CENTRE}")
         rows = slice(slot.offset, slot.offset + slot.numel)
         pos[rows, 3] += KERNEL_CENTRE - pad[0]
         if len(slot.shape) > 3:  # Conv2d: [O, C, kh, kw]
             pos[rows, 4] += KERNEL_CENTRE - pad[1]
+
+
+def conv_weight_slots(graph: NeuralGraph) -> list:
+    """The ``ParamSlot`` of every conv layer's weight, in network order."""
+    arch = getattr(graph, "arch", None)
+    if not isinstance(arch, Architecture):
+        raise ValueError("conv_weight_slots needs a graph with an Architecture (graph.arch)")
+    return [s for s in arch.param_slots
+            if arch.ops[s.op_index].kind.startswith("Conv") and s.name.endswith("weight")]
+
+
+def embed_conv_layer(small: NeuralGraph, small_weight: Tensor, host: NeuralGraph, host_weight: Tensor,
+                     layer: int) -> Tensor:
+    """``host_weight`` with conv layer ``layer`` replaced by the small network's kernels.
+
+    Both are *network* weight vectors (``[E_small]``, ``[E_host]``) of two CNNs
+    that differ only in kernel size.  Each small tap goes to the host tap at the
+    same offset from the output pixel (``index - padding``); the other host taps
+    are zero.  The embedded kernels are scaled by ``sqrt(host taps / small taps)``
+    so a standardised layer keeps its output scale.  With equal output sizes
+    the host layer then computes exactly what the small layer computes; it is
+    the building block of the kernel-consistency loss (``train.kernel_consistency``):
+    a layer grown for one kernel size must work inside the network grown for
+    another.  Differentiable in both weight vectors.
+
+    Raises:
+        ValueError: if the layer's channels differ or a small tap falls outside
+            the host kernel.
+    """
+    s_slots, h_slots = conv_weight_slots(small), conv_weight_slots(host)
+    if not 0 <= layer < min(len(s_slots), len(h_slots)):
+        raise ValueError(f"conv layer {layer} out of range ({len(s_slots)} / {len(h_slots)} conv layers)")
+    ss, hs = s_slots[layer], h_slots[layer]
+    if ss.shape[:2] != hs.shape[:2] or len(ss.shape) != len(hs.shape):
+        raise ValueError(f"conv layer {layer}: small weight {tuple(ss.shape)} and host weight {tuple(hs.shape)} "
+                         "differ in channels or dimensions")
+    sp = _conv_padding(small.arch.ops[ss.op_index])
+    hp = _conv_padding(host.arch.ops[hs.op_index])
+    starts = [hp[i] - sp[i] for i in range(len(ss.shape) - 2)]
+    for i, st in enumerate(starts):
+        if st < 0 or st + ss.shape[2 + i] > hs.shape[2 + i]:
+            raise ValueError(f"conv layer {layer}: small kernel {tuple(ss.shape[2:])} (padding {sp}) does not fit "
+                             f"inside host kernel {tuple(hs.shape[2:])} (padding {hp}) at equal offsets")
+    w_small = small_weight[ss.offset:ss.offset + ss.numel].view(ss.shape)
+    scale = math.sqrt(math.prod(hs.shape[2:]) / math.prod(ss.shape[2:]))
+    block = w_small.new_zeros(hs.shape)
+    idx = (slice(None), slice(None)) + tuple(slice(st, st + n) for st, n in zip(starts, ss.shape[2:]))
+    block[idx] = w_small * scale
+    return torch.cat([host_weight[:hs.offset], block.reshape(-1), host_weight[hs.offset + hs.numel:]])
 
 
 class GraphFactory:

@@ -41,7 +41,7 @@ from neuralgraph.datasets.splits import Split, load_split
 from neuralgraph.meta import distributed as D
 from neuralgraph.meta.checkpoint import FORMAT, VERSION, CheckpointError, atomic_save, config_diff, load_checkpoint
 from neuralgraph.meta.config import MetaConfig
-from neuralgraph.meta.grow import GraphFactory, accuracy, logits, unroll
+from neuralgraph.meta.grow import GraphFactory, accuracy, conv_weight_slots, embed_conv_layer, logits, unroll
 from neuralgraph.meta.perturb import zero_out
 from neuralgraph.meta.pool import SamplePool
 
@@ -142,6 +142,9 @@ class MetaTrainer:
         self.factory = factory_from_config(cfg, self.split)
         archs = list(cfg.arch.train)
         self.archs = archs[self.rank::self.world] if len(archs) >= self.world else archs
+        self.pairs = [tuple(p) for p in t.kernel_consistency]
+        for small, host in self.pairs:
+            self._check_pair(small, host)
         self.pool = SamplePool(t.pool_size, t.pool_fresh_prob)
         self.gen = torch.Generator().manual_seed(t.seed * 1000003 + self.rank)
         self.step = 0
@@ -188,6 +191,34 @@ class MetaTrainer:
             loss = loss + F.cross_entropy(logits(template, net(spec, w), x), y)
         return loss / (extra + 1), (w, h)
 
+    def _check_pair(self, small: str, host: str) -> None:
+        ts, th = self.factory.template(small), self.factory.template(host)
+        n = len(conv_weight_slots(ts))
+        if n == 0 or n != len(conv_weight_slots(th)):
+            raise ValueError(f"train.kernel_consistency pair {small!r}, {host!r}: need two CNNs with the same "
+                             f"number of conv layers, got {n} and {len(conv_weight_slots(th))}")
+        for layer in range(n):  # raises a ValueError naming the layer if the kernels do not nest
+            embed_conv_layer(ts, ts.weight, th, th.weight, layer)
+
+    def consistency_loss(self, small: str, host: str, steps: int, x: Tensor,
+                         y: Tensor) -> Tuple[Tensor, float]:
+        """Own loss of a grown ``(small, host)`` pair plus ``consistency_weight`` times
+        the host's mean loss with each conv layer taken from the small network.
+        Returns ``(loss, hybrid loss)``."""
+        t = self.cfg.train
+        grown = {}
+        own = []
+        for spec in (small, host):
+            seed = int(torch.randint(2 ** 31, (1,), generator=self.gen))
+            loss, (w, _) = self.grow_loss(spec, self.factory.fresh(spec, self.gen), steps, seed, x, y)
+            own.append(loss)
+            grown[spec] = self.factory.network_weight(spec, w)
+        ts, th = self.factory.template(small), self.factory.template(host)
+        hyb = [F.cross_entropy(logits(th, embed_conv_layer(ts, grown[small], th, grown[host], layer), x), y)
+               for layer in range(len(conv_weight_slots(ts)))]
+        hybrid = torch.stack(hyb).mean()
+        return (own[0] + own[1]) / 2 + t.consistency_weight * hybrid, float(hybrid.detach())
+
     def meta_step(self) -> Dict[str, Any]:
         t = self.cfg.train
         t0 = time.perf_counter()
@@ -199,6 +230,17 @@ class MetaTrainer:
         if 0 < t.archs_per_step < len(archs):
             pick = torch.randperm(len(archs), generator=self.gen)[:t.archs_per_step]
             archs = [archs[int(i)] for i in pick.sort()[0]]
+        n_items = len(archs) + (1 if self.pairs else 0)
+
+        def add(loss: Tensor) -> float:
+            raw = torch.autograd.grad(loss, self.params, allow_unused=True)
+            g = [torch.zeros_like(p) if gi is None else gi for gi, p in zip(raw, self.params)]
+            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(gi) for gi in g]))
+            scale = min(1.0, t.clip_norm / (float(norm) + 1e-6)) if t.clip_norm > 0 else 1.0
+            for acc, gi in zip(grads, g):
+                acc.add_(gi, alpha=scale / n_items)
+            return float(norm)
+
         for spec in archs:
             start, slot = self.pool.draw(spec, self.gen)
             pooled = start is not None
@@ -211,15 +253,14 @@ class MetaTrainer:
                 start = (zero_out(start[0], layer, t.zero_out_fraction, self.gen)[0], start[1])
             seed = int(torch.randint(2 ** 31, (1,), generator=self.gen))
             loss, grown = self.grow_loss(spec, start, steps, seed, x, y)
-            raw = torch.autograd.grad(loss, self.params, allow_unused=True)
-            g = [torch.zeros_like(p) if gi is None else gi for gi, p in zip(raw, self.params)]
-            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(gi) for gi in g]))
-            scale = min(1.0, t.clip_norm / (float(norm) + 1e-6)) if t.clip_norm > 0 else 1.0
-            for acc, gi in zip(grads, g):
-                acc.add_(gi, alpha=scale / len(archs))
+            norms.append(add(loss))
             self.pool.put(spec, slot, (grown[0].detach(), grown[1].detach()))
             losses.append(float(loss.detach()))
-            norms.append(float(norm))
+        hybrid = None
+        if self.pairs:
+            small, host = self.pairs[int(torch.randint(len(self.pairs), (1,), generator=self.gen))]
+            loss, hybrid = self.consistency_loss(small, host, steps, x, y)
+            norms.append(add(loss))
         stats = torch.tensor([sum(losses) / len(losses), sum(norms) / len(norms)])
         D.all_reduce_mean_(grads + [stats])
         loss_mean, norm_mean = float(stats[0]), float(stats[1])
@@ -243,6 +284,8 @@ class MetaTrainer:
         rec = {"step": self.step, "loss": loss_mean, "grad_norm": norm_mean, "rule_steps": steps,
                "lr": self.lr_at(self.step), "rolled_back": rolled_back,
                "seconds": time.perf_counter() - t0}
+        if hybrid is not None:
+            rec["hybrid_loss"] = hybrid
         self.step += 1
         return rec
 
