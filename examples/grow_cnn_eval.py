@@ -48,7 +48,7 @@ def run(rule_path: Optional[str] = None, ms: Sequence[float] = (0.125, 0.25), hs
     train_xy = mnist_tensors(dataset, "train", flatten=False) if adam_steps > 0 else None
     adam_grids: Dict[int, List[List[float]]] = {}
     adam_seconds = 0.0
-    trained = {(kw["m"], kw["k"], kw["h"]) for kind, kw in map(parse_arch, cfg.arch.train) if kind == "cnn"}
+    trained = {(kw["m"], kw["k"], kw["h"]) for kind, kw in map(parse_arch, cfg.trained_archs()) if kind == "cnn"}
     grids: Dict[int, List[List[float]]] = {}
     params: Dict[str, int] = {}
     t0 = time.perf_counter()
@@ -80,7 +80,7 @@ def run(rule_path: Optional[str] = None, ms: Sequence[float] = (0.125, 0.25), hs
     result = {"rule": str(rule_path or SHIPPED_RULE), "dataset": dataset, "steps": n_steps, "test_size": test_size,
               "ms": list(ms), "hs": list(hs), "ks": list(ks), "acc": {str(k): g for k, g in grids.items()},
               "trained": sorted([list(t) for t in trained]), "parameters": params,
-              "mean": sum(flat) / len(flat), "best": max(flat),
+              "mean": sum(flat) / len(flat), "best": max(flat), **_unseen(grids, ms, hs, trained),
               "fraction_ge_95": sum(v >= 0.95 for v in flat) / len(flat),
               "seconds": round(time.perf_counter() - t0, 1)}
     if adam_grids:
@@ -91,6 +91,18 @@ def run(rule_path: Optional[str] = None, ms: Sequence[float] = (0.125, 0.25), hs
     if out:
         _plot(result, trained, Path(out))
     return result
+
+
+def _unseen(grids: Dict[int, List[List[float]]], ms: Sequence[float], hs: Sequence[int],
+            trained: set) -> Dict[str, Any]:
+    """Mean and best over the cells meta-training never grew (``cfg.trained_archs()``), overall and per kernel."""
+    cells = {k: [g[i][j] for i, h in enumerate(hs) for j, m in enumerate(ms) if (m, k, h) not in trained]
+             for k, g in grids.items()}
+    flat = [v for vals in cells.values() for v in vals]
+    if not flat:
+        return {}
+    return {"unseen_mean": sum(flat) / len(flat), "unseen_best": max(flat), "unseen_cells": len(flat),
+            "unseen_mean_per_kernel": {str(k): sum(v) / len(v) for k, v in cells.items() if v}}
 
 
 def _adam_accuracy(model: torch.nn.Module, train: Any, test: Any, steps: int, seed: int,

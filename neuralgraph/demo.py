@@ -89,6 +89,8 @@ def default_arch(cfg: Any) -> str:
     CNNs grow only to 28-39%), 784-50-50-10 for MNIST MLP rules, a wider two-hidden-layer net for
     tabular rules."""
     if any(a.startswith("cnn") for a in cfg.arch.train):
+        if "cnn:m=0.5,k=5,h=32" in cfg.trained_archs():
+            raise ValueError(f"rule {cfg.name!r} was meta-trained on cnn:m=0.5,k=5,h=32; pass --arch")
         return "cnn:m=0.5,k=5,h=32"
     if cfg.data.name in ("mnist", "fashion-mnist"):
         return "784-50-50-10"
@@ -161,7 +163,7 @@ def run_demo(rule_path: Optional[str | Path] = None, arch: Optional[str] = None,
                                  seed=seed)
     return {
         "rule": str(path), "arch": arch, "dataset": data["name"], "probe": data["probe"],
-        "trained_on": list(cfg.arch.train),
+        "trained_on": cfg.trained_archs(),
         "parameters": graph.num_edges, "rule_steps": n_steps,
         "grow_seconds": grow_seconds, "grown_test_accuracy": grown_acc,
         "to_module_test_accuracy": module_acc, "grown_probe_accuracy": probe_acc,

@@ -237,6 +237,15 @@ class MetaConfig:
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def trained_archs(self) -> List[str]:
+        """Every architecture meta-training grows and trains on: ``arch.train`` plus the
+        networks of the ``train.kernel_consistency`` pairs (in first-seen order)."""
+        out: List[str] = []
+        for spec in list(self.arch.train) + [s for pair in self.train.kernel_consistency for s in pair]:
+            if spec not in out:
+                out.append(spec)
+        return out
+
     def check(self) -> None:
         t, g = self.train, self.grow
         if not self.arch.train:

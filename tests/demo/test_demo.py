@@ -22,7 +22,7 @@ def test_shipped_rule_is_a_small_weight_transformer_without_kernel_4() -> None:
     assert SHIPPED_RULE.stat().st_size < 5 * 2 ** 20
     rule, cfg = load_rule(SHIPPED_RULE)
     assert isinstance(rule, WeightTransformer)
-    kernels = {parse_arch(a)[1]["k"] for a in cfg.arch.train}
+    kernels = {parse_arch(a)[1]["k"] for a in cfg.trained_archs()}
     assert 4 not in kernels  # the demo's architecture (kernel 4) is never seen in meta-training
 
 

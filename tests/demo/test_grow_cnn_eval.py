@@ -29,6 +29,9 @@ def test_grid_with_adam_baseline(grid_eval, tmp_path):
     assert all(0.3 < v <= 1.0 for row in res["adam_acc"]["3"] for v in row)
     assert res["adam_mean"] == pytest.approx(sum(v for row in res["adam_acc"]["3"] for v in row) / 2)
     assert (tmp_path / "g.png").exists() and (tmp_path / "g.json").exists()
+    # cnn:m=0.125,k=3,h=16 is a training CNN of the shipped rule: only the h=32 cell is unseen
+    assert res["unseen_cells"] == 1 and res["unseen_mean"] == res["acc"]["3"][1][0]
+    assert res["unseen_mean_per_kernel"] == {"3": res["unseen_mean"]}
 
 
 def test_grid_on_fashion_mnist(grid_eval):

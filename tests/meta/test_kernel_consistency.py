@@ -119,3 +119,10 @@ def test_bad_pairs_are_rejected_with_the_pair_named(tmp_path):
     cfg = MetaConfig.from_dict(_cnn_config(tmp_path, [["cnn:m=0.125,k=3,h=8", "4-4-3"]]))
     with pytest.raises(ValueError, match="4-4-3"):
         MetaTrainer(cfg, split=_split())
+
+
+def test_trained_archs_include_the_consistency_pairs(tmp_path):
+    pairs = [["cnn:m=0.125,k=3,h=8", "cnn:m=0.125,k=5,h=8"], ["cnn:m=0.125,k=2,h=8", "cnn:m=0.125,k=6,h=8"]]
+    cfg = MetaConfig.from_dict(_cnn_config(tmp_path, pairs))
+    assert cfg.trained_archs() == ["cnn:m=0.125,k=3,h=8", "cnn:m=0.125,k=5,h=8", "cnn:m=0.125,k=2,h=8",
+                                   "cnn:m=0.125,k=6,h=8"]
