@@ -41,9 +41,10 @@ def _conv_padding(op) -> Tuple[int, int]:
     pad = op.get("padding", 0)
     if isinstance(pad, str):  # "valid" or "same" (stride 1: left padding (k - 1) // 2)
         k = op.get("kernel_size")
-        k = (k,) * 2 if isinstance(k, int) else tuple(k)
-        return (0, 0) if pad == "valid" else tuple((x - 1) // 2 for x in k) + (0,) * (2 - len(k))  # type: ignore
-    return (pad, pad) if isinstance(pad, int) else tuple(pad) + (0,) * (2 - len(pad))  # type: ignore
+        k = [k, k] if isinstance(k, int) else list(k)
+        pad = [0] * len(k) if pad == "valid" else [(x - 1) // 2 for x in k]
+    pad = [pad, pad] if isinstance(pad, int) else list(pad) + [0] * (2 - len(pad))
+    return int(pad[0]), int(pad[1])
 
 
 def _centre_kernel_positions(graph: NeuralGraph, pos: Tensor) -> None:
