@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture()
-def grid_eval(monkeypatch):
-    monkeypatch.chdir(ROOT)
-    monkeypatch.syspath_prepend(str(ROOT / "examples"))
-    sys.modules.pop("grow_cnn_eval", None)
-    return importlib.import_module("grow_cnn_eval")
+def grid_eval(example):
+    return example("grow_cnn_eval")
 
 
 def test_grid_with_adam_baseline(grid_eval, tmp_path):

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture()
-def probe(monkeypatch):
-    monkeypatch.chdir(ROOT)
-    monkeypatch.syspath_prepend(str(ROOT / "examples"))
-    sys.modules.pop("grow_cnn_kernel_probe", None)
-    return importlib.import_module("grow_cnn_kernel_probe")
+def probe(example):
+    return example("grow_cnn_kernel_probe")
 
 
 def test_probe_reports_every_kernel_and_only_nesting_pairs(probe):
