@@ -29,7 +29,7 @@ def run(rule_path: Optional[str] = None, m: float = 0.125, h: int = 16, ks: Sequ
         test_size: int = 2000, probe_steps: int = 400, seed: int = 0) -> Dict[str, Any]:
     from neuralgraph.datasets import mnist_tensors
     from neuralgraph.demo import SHIPPED_RULE
-    from neuralgraph.meta.grow import accuracy, conv_weight_slots, embed_conv_layer, logits, unroll
+    from neuralgraph.meta.grow import accuracy, conv_weight_slots, embed_conv_layer, unroll
     from neuralgraph.meta.trainer import factory_from_config, load_rule
 
     t0 = time.perf_counter()
@@ -61,8 +61,7 @@ def run(rule_path: Optional[str] = None, m: float = 0.125, h: int = 16, ks: Sequ
                 except ValueError:
                     row = []
                     break
-                with torch.no_grad():
-                    row.append(float((logits(host, hyb, x).argmax(-1) == y).float().mean()))
+                row.append(accuracy(host, hyb, x, y)[0])
             if row:
                 embed[f"{ks_}->{kh}"] = row
     return {"rule": str(rule_path or SHIPPED_RULE), "m": m, "h": h, "ks": list(ks), "test_size": test_size,

@@ -47,15 +47,20 @@ def _conv_padding(op) -> Tuple[int, int]:
     return int(pad[0]), int(pad[1])
 
 
-def _centre_kernel_positions(graph: NeuralGraph, pos: Tensor) -> None:
-    """Replace conv weights' kernel row/column in ``pos [E, 5]`` by ``index - padding + KERNEL_CENTRE``."""
+def conv_weight_slots(graph: NeuralGraph, caller: str = "conv_weight_slots") -> list:
+    """The ``ParamSlot`` of every conv layer's weight, in network order.  ``caller`` names
+    the feature in the error raised for a graph without an :class:`Architecture`."""
     arch = getattr(graph, "arch", None)
     if not isinstance(arch, Architecture):
-        raise ValueError("kernel_offsets needs a graph with an Architecture (graph.arch)")
-    for slot in arch.param_slots:
-        op = arch.ops[slot.op_index]
-        if not op.kind.startswith("Conv") or not slot.name.endswith("weight"):
-            continue
+        raise ValueError(f"{caller} needs a graph with an Architecture (graph.arch)")
+    return [s for s in arch.param_slots
+            if arch.ops[s.op_index].kind.startswith("Conv") and s.name.endswith("weight")]
+
+
+def _centre_kernel_positions(graph: NeuralGraph, pos: Tensor) -> None:
+    """Replace conv weights' kernel row/column in ``pos [E, 5]`` by ``index - padding + KERNEL_CENTRE``."""
+    for slot in conv_weight_slots(graph, "kernel_offsets"):
+        op = graph.arch.ops[slot.op_index]
         pad = _conv_padding(op)
         if max(pad) > KERNEL_CENTRE:
             raise ValueError(f"kernel_offsets: padding {pad} of layer {op!r} exceeds {KERNEL_CENTRE}")
@@ -63,15 +68,6 @@ def _centre_kernel_positions(graph: NeuralGraph, pos: Tensor) -> None:
         pos[rows, 3] += KERNEL_CENTRE - pad[0]
         if len(slot.shape) > 3:  # Conv2d: [O, C, kh, kw]
             pos[rows, 4] += KERNEL_CENTRE - pad[1]
-
-
-def conv_weight_slots(graph: NeuralGraph) -> list:
-    """The ``ParamSlot`` of every conv layer's weight, in network order."""
-    arch = getattr(graph, "arch", None)
-    if not isinstance(arch, Architecture):
-        raise ValueError("conv_weight_slots needs a graph with an Architecture (graph.arch)")
-    return [s for s in arch.param_slots
-            if arch.ops[s.op_index].kind.startswith("Conv") and s.name.endswith("weight")]
 
 
 def embed_conv_layer(small: NeuralGraph, small_weight: Tensor, host: NeuralGraph, host_weight: Tensor,
