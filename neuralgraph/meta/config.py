@@ -128,6 +128,10 @@ class TrainConfig:
     ``init_rule``: start from the rule weights of this trainer checkpoint or
     ``rule.pt`` (same rule class and kwargs) instead of a fresh rule -- a
     second stage of meta-training, e.g. on more architectures.
+    ``init_widen``: the rule is wider than ``init_rule`` (larger ``MLPRule.width``,
+    ``WeightTransformer.ff_dim`` or ``head_width``); load it function-preservingly
+    (:func:`neuralgraph.meta.widen.widen_rule`: new units get fresh fan-in
+    and zero fan-out, so the wider rule starts as exactly the old one).
     ``pool_size``: sample-pool slots per architecture (``0`` = no pooling).
     ``zero_out_prob``: probability of zeroing out a pooled starting state.
     ``grad_checkpoint``: how the unrolled rule steps keep activations for the
@@ -162,6 +166,7 @@ class TrainConfig:
     out_init_std: float = 0.0
     out_init_layer: str = "last"
     init_rule: Optional[str] = None
+    init_widen: bool = False
     archs_per_step: int = 0
     pool_size: int = 0
     pool_fresh_prob: float = 0.25

@@ -44,6 +44,7 @@ from neuralgraph.meta.config import MetaConfig
 from neuralgraph.meta.grow import GraphFactory, accuracy, conv_weight_slots, embed_conv_layer, logits, unroll
 from neuralgraph.meta.perturb import zero_out
 from neuralgraph.meta.pool import SamplePool
+from neuralgraph.meta.widen import widen_rule
 
 __all__ = ["MetaTrainer", "build_rule", "load_rule", "factory_from_config", "RULE_FORMAT"]
 
@@ -129,8 +130,11 @@ class MetaTrainer:
         if t.init_rule:
             start, _ = load_rule(t.init_rule)
             try:
-                self.rule.load_state_dict(start.state_dict())
-            except RuntimeError as exc:
+                if t.init_widen:
+                    widen_rule(start, self.rule)
+                else:
+                    self.rule.load_state_dict(start.state_dict())
+            except (RuntimeError, ValueError) as exc:
                 raise CheckpointError(f"train.init_rule {t.init_rule} does not fit rule {cfg.rule.name} "
                                       f"{cfg.rule.kwargs}: {exc}") from exc
         D.broadcast_module(self.rule)
