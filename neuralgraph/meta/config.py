@@ -284,7 +284,35 @@ def _build(cls: Type[T], d: Dict[str, Any], section: str) -> T:
     for key in d:
         if key not in names:
             raise ValueError(f"unknown key {section}.{key}; expected one of {sorted(names)}")
-    return cls(**d)
+    return cls(**{k: _coerce(v, names[k].type, f"{section}.{k}") for k, v in d.items()})
+
+
+def _coerce(value: Any, kind: Any, key: str) -> Any:
+    """Check a scalar config value against its field type (``"float"``, ``"int"``, ``"bool"``,
+    ``"str"`` and their ``Optional[...]``); other types pass unchecked.  A float written as
+    ``1.0e6`` loads from YAML (1.1) as a *string*: such strings are converted, anything else
+    of the wrong type is a ``ValueError`` naming the key."""
+    kind = str(kind).replace(" ", "")
+    if kind.startswith("Optional[") and kind.endswith("]"):
+        if value is None:
+            return None
+        kind = kind[len("Optional["):-1]
+    if kind == "float":
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ValueError(f"config {key} must be a number, got {value!r}")
+    if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ValueError(f"config {key} must be an integer, got {value!r}")
+    if kind == "bool" and not isinstance(value, bool):
+        raise ValueError(f"config {key} must be true or false, got {value!r}")
+    if kind == "str" and not isinstance(value, str):
+        raise ValueError(f"config {key} must be a string, got {value!r}")
+    return value
 
 
 _SECTIONS = {"rule": RuleConfig, "data": DataConfig, "arch": ArchConfig, "grow": GrowConfig,
