@@ -4,8 +4,9 @@ The shipped rule (``neuralgraph/checkpoints/wt_mnist_cnn.pt``) is a Weight
 Transformer meta-trained on a few small CNNs of the seed-000 family in stages:
 ``examples/grow_cnn.yaml``, ``grow_cnn_stage2.yaml`` (that rule is kept as
 ``wt_mnist_cnn_stage2.pt``), ``grow_cnn_stage4k.yaml``, ``grow_cnn_stage5.yaml``, ``grow_cnn_stage6.yaml``,
-``grow_cnn_stage7.yaml``, ``grow_cnn_consistency_w3.yaml`` and ``grow_cnn_consistency2.yaml`` (the last two
-with the kernel-consistency loss).
+``grow_cnn_stage7.yaml``, ``grow_cnn_consistency_w3.yaml``, ``grow_cnn_consistency2.yaml`` (these two
+with the kernel-consistency loss), ``grow_cnn_regrow.yaml``, ``grow_cnn_regrow2.yaml`` (a sample pool with
+zero-out) and ``grow_cnn_span.yaml`` (training CNNs that span the grid's widths).
 The demo grows a CNN whose architecture was never seen in meta-training (m = 0.5, k = 5),
 with no backprop, reports its MNIST test accuracy, parameter count and growing
 time, checks that the grown graph converted back with ``to_module()`` gives the
@@ -28,7 +29,8 @@ __all__ = ["SHIPPED_RULE", "SHIPPED_IRIS_RULE", "run_demo", "default_arch", "ada
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 #: Weight Transformer meta-trained on small MNIST CNNs (``examples/grow_cnn.yaml``, ``grow_cnn_stage2.yaml``,
 #: ``grow_cnn_stage4k.yaml``, ``grow_cnn_stage5.yaml``, ``grow_cnn_stage6.yaml``, ``grow_cnn_stage7.yaml``,
-#: ``grow_cnn_consistency_w3.yaml``, ``grow_cnn_consistency2.yaml``).
+#: ``grow_cnn_consistency_w3.yaml``, ``grow_cnn_consistency2.yaml``, ``grow_cnn_regrow.yaml``,
+#: ``grow_cnn_regrow2.yaml``, ``grow_cnn_span.yaml``).
 SHIPPED_RULE = CHECKPOINTS / "wt_mnist_cnn.pt"
 #: MLPRule meta-trained on iris 4-8-3 and 4-8-8-3 (``examples/iris.yaml``).
 SHIPPED_IRIS_RULE = CHECKPOINTS / "mlp_iris.pt"
