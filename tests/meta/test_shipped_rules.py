@@ -39,7 +39,7 @@ def test_fashion_cnn_rule_grows_a_training_cnn():
     except FileNotFoundError:
         pytest.skip("fashion-mnist not installed")
     rule, cfg = load_rule(CHECKPOINTS / "wt_fashion_cnn.pt")
-    assert cfg.data.name == "fashion-mnist"
+    assert cfg.data.name == "fashion-mnist" and cfg.name == "grow_cnn_fashion_consistency"
     factory = factory_from_config(cfg)
     spec = "cnn:m=0.125,k=3,h=16"
     template = factory.template(spec)
@@ -48,7 +48,8 @@ def test_fashion_cnn_rule_grows_a_training_cnn():
         w, _ = unroll(template, rule, factory.fresh(spec, torch.Generator().manual_seed(0)), 2,
                       cfg.grow.fire_rate, 0, use_checkpoint=False)
         acc = accuracy(template, factory.network_weight(spec, w), x[:1000], y[:1000])[0]
-    assert acc >= 0.5  # 67.9% on the first 2,000 test images (docs/results/grow_cnn.md); chance is 10%
+    # 59.9% on the first 2,000 test images, 59.6% on these 1,000 (docs/results/grow_cnn.md); chance is 10%
+    assert acc >= 0.5
 
 
 def test_mnist_grid_rule_grows_a_held_out_mlp():
