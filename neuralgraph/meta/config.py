@@ -284,12 +284,13 @@ def _build(cls: Type[T], d: Dict[str, Any], section: str) -> T:
     for key in d:
         if key not in names:
             raise ValueError(f"unknown key {section}.{key}; expected one of {sorted(names)}")
-    return cls(**{k: _coerce(v, names[k].type, f"{section}.{k}") for k, v in d.items()})
+    return cls(**{k: coerce_field(v, names[k].type, f"{section}.{k}") for k, v in d.items()})
 
 
-def _coerce(value: Any, kind: Any, key: str) -> Any:
-    """Check a scalar config value against its field type (``"float"``, ``"int"``, ``"bool"``,
-    ``"str"`` and their ``Optional[...]``); other types pass unchecked.  A float written as
+def coerce_field(value: Any, kind: Any, key: str) -> Any:
+    """Check a scalar config value against its dataclass field type (``"float"``, ``"int"``,
+    ``"bool"``, ``"str"`` and their ``Optional[...]``); other types pass unchecked.  Shared by
+    the meta-training and the WANN configs.  A float written as
     ``1.0e6`` loads from YAML (1.1) as a *string*: such strings are converted, anything else
     of the wrong type is a ``ValueError`` naming the key."""
     kind = str(kind).replace(" ", "")

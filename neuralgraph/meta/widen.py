@@ -83,7 +83,7 @@ def widen_rule(old: nn.Module, new: nn.Module) -> List[str]:
     missing = sorted(set(target) ^ set(old_state))
     if missing:
         raise ValueError(f"widen: parameter names differ between the old and the new "
-                         f"{type(new).__name__}: {missing}")
+                         f"{cls}: {missing}")
     norm_names = {f"{n}.{p}" for n, m in new.named_modules()
                   if isinstance(m, (nn.LayerNorm, nn.BatchNorm1d, nn.GroupNorm)) for p in ("weight", "bias")}
     widened = []
@@ -94,10 +94,10 @@ def widen_rule(old: nn.Module, new: nn.Module) -> List[str]:
                 t.copy_(o)
                 continue
             if o.dim() != t.dim() or any(a > b for a, b in zip(o.shape, t.shape)):
-                raise ValueError(f"widen: {type(new).__name__}.{name} cannot go from "
+                raise ValueError(f"widen: {cls}.{name} cannot go from "
                                  f"{tuple(o.shape)} to {tuple(t.shape)} (only growth is allowed)")
             if name in norm_names:
-                raise ValueError(f"widen: {type(new).__name__}.{name} is a normalisation parameter; "
+                raise ValueError(f"widen: {cls}.{name} is a normalisation parameter; "
                                  f"widening {tuple(o.shape)} -> {tuple(t.shape)} would change its statistics")
             if o.dim() == 1:  # bias: old units keep theirs, new units keep their fresh init
                 t[: o.size(0)] = o
@@ -106,7 +106,7 @@ def widen_rule(old: nn.Module, new: nn.Module) -> List[str]:
                 t[:rows, :cols] = o
                 t[:rows, cols:] = 0.0
             else:
-                raise ValueError(f"widen: {type(new).__name__}.{name} has {o.dim()} dims; only Linear "
+                raise ValueError(f"widen: {cls}.{name} has {o.dim()} dims; only Linear "
                                  f"weights and biases can widen")
             widened.append(name)
     return widened

@@ -91,11 +91,13 @@ class WANNConfig:
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "WANNConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
+        from neuralgraph.meta.config import coerce_field
+
+        kinds = {f.name: f.type for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - set(kinds))
         if unknown:
-            raise ValueError(f"WANNConfig: unknown keys {unknown}; valid keys are {sorted(names)}")
-        return cls(**d)
+            raise ValueError(f"WANNConfig: unknown keys {unknown}; valid keys are {sorted(kinds)}")
+        return cls(**{k: coerce_field(v, kinds[k], f"WANNConfig.{k}") for k, v in d.items()})
 
     @classmethod
     def from_file(cls, path: str) -> "WANNConfig":

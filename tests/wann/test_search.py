@@ -68,6 +68,11 @@ def test_config_files_and_errors(tmp_path):
         WANNConfig.from_file(str(tmp_path / "bad.json"))
     with pytest.raises(ValueError, match="pop_size must be >= 2"):
         WANNConfig(pop_size=1)
+    # the meta-training configs' scalar checks: YAML 1.1 loads "2.0e-1" as a string
+    (tmp_path / "e.yaml").write_text("task: cartpole\np_moo: 2.0e-1\n")
+    assert WANNConfig.from_file(str(tmp_path / "e.yaml")).p_moo == 0.2
+    with pytest.raises(ValueError, match="WANNConfig.pop_size must be an integer"):
+        WANNConfig.from_dict({"pop_size": 8.5})
 
 
 def test_cli_cartpole_and_resume(tmp_path, capsys):
