@@ -58,7 +58,8 @@ def widen_rule(old: nn.Module, new: nn.Module) -> List[str]:
             supplies the new units' fan-in).
 
     Returns:
-        list of str: the names of the parameters that were widened.
+        list of str: the names of the parameters that were widened (a tied parameter
+        under its first name only).
 
     Raises:
         ValueError: the classes differ, a hyperparameter other than a widenable width
@@ -87,8 +88,12 @@ def widen_rule(old: nn.Module, new: nn.Module) -> List[str]:
     norm_names = {f"{n}.{p}" for n, m in new.named_modules()
                   if isinstance(m, (nn.LayerNorm, nn.BatchNorm1d, nn.GroupNorm)) for p in ("weight", "bias")}
     widened = []
+    seen = set()  # tied parameters (e.g. MLPRule.out is mlp[-1]) appear under two names: copy once
     with torch.no_grad():
         for name, t in target.items():
+            if t.numel() and t.data_ptr() in seen:
+                continue
+            seen.add(t.data_ptr())
             o = old_state[name]
             if o.shape == t.shape:
                 t.copy_(o)

@@ -30,7 +30,11 @@ def test_widened_rule_computes_the_same_update(seed, make_old, make_new):
     graph, _ = small_graph(seed)
     old = _randomise(make_old().double())
     new = _randomise(make_new().double(), seed=1)  # the new units' fan-in stays random
-    widen_rule(old, new)
+    widened = widen_rule(old, new)
+    # each widened tensor is named once, also where two names share it (MLPRule.out is mlp[-1])
+    ptrs = [new.state_dict()[n].data_ptr() for n in widened]
+    assert len(ptrs) == len(set(ptrs))
+    assert (len(widened) > 0) == any(p.shape != q.shape for p, q in zip(old.parameters(), new.parameters()))
     for grad in (True, False):  # the autograd path and the no-grad (fused where it builds) path
         with torch.set_grad_enabled(grad):
             (dw0, dh0), (dw1, dh1) = old(graph), new(graph)
