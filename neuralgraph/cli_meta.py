@@ -14,7 +14,7 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Any, List, Tuple
+from typing import Any, List, Optional, Tuple
 
 __all__ = ["add_parser", "run_meta_train", "run_grow", "run_eval", "eval_grid"]
 
@@ -46,7 +46,9 @@ def add_parser(sub: Any) -> None:
     e.add_argument("--rule", required=True)
     e.add_argument("--grid", help="X widths[:Y widths], e.g. 20,40,60:20,40 (default: the config's grid)")
     e.add_argument("--steps", type=int, default=20)
-    e.add_argument("--samples", type=int, default=1, help="grown networks (seeds) per architecture")
+    e.add_argument("--samples", type=int, default=1,
+                   help="grown networks per architecture (seeds 1000, 1001, ...); with > 1 the JSON also "
+                        "holds each growth's accuracy and the seed spread")
     e.add_argument("--split", default="test", choices=["val", "test"])
     e.add_argument("--out", required=True, help="output prefix: writes PREFIX.png and PREFIX.json")
     e.add_argument("--threads", type=int, default=1)
@@ -119,8 +121,12 @@ def run_grow(args: argparse.Namespace) -> int:
 
 
 def eval_grid(rule: Any, cfg: Any, xs: List[int], ys: List[int], steps: int, samples: int,
-              data: Tuple[Any, Any], progress: bool = True) -> List[List[float]]:
-    """Mean accuracy ``[iy][ix]`` of ``[in, X, Y, out]`` networks grown ``steps`` steps."""
+              data: Tuple[Any, Any], progress: bool = True,
+              per_seed: Optional[List[List[List[float]]]] = None) -> List[List[float]]:
+    """Mean accuracy ``[iy][ix]`` of ``[in, X, Y, out]`` networks grown ``steps`` steps.
+
+    Growth ``s`` of a cell uses seed ``1000 + s``. ``per_seed``, if given (an empty list), receives the
+    single growths' accuracies ``[iy][ix][s]``."""
     import torch
     from tqdm import tqdm
 
@@ -131,6 +137,8 @@ def eval_grid(rule: Any, cfg: Any, xs: List[int], ys: List[int], steps: int, sam
     x, y = data
     n_in, n_out = int(x[0].numel()), int(y.max()) + 1
     vals = [[0.0] * len(xs) for _ in ys]
+    if per_seed is not None:
+        per_seed[:] = [[[] for _ in xs] for _ in ys]
     cells = [(iy, ix) for iy in range(len(ys)) for ix in range(len(xs))]
     with torch.no_grad():
         for iy, ix in tqdm(cells, disable=not progress, desc="eval grid"):
@@ -144,6 +152,8 @@ def eval_grid(rule: Any, cfg: Any, xs: List[int], ys: List[int], steps: int, sam
             factory._templates.pop(spec, None)
             factory._gains.pop(spec, None)
             vals[iy][ix] = sum(accs) / len(accs)
+            if per_seed is not None:
+                per_seed[iy][ix] = accs
     return vals
 
 
@@ -166,7 +176,8 @@ def run_eval(args: argparse.Namespace) -> int:
         raise SystemExit("eval: give --grid or set arch.grid_x/grid_y in the rule's config")
     data = _data(cfg, args.split)
     t0 = time.perf_counter()
-    vals = eval_grid(rule, cfg, xs, ys, args.steps, args.samples, data)
+    per_seed: List[List[List[float]]] = []
+    vals = eval_grid(rule, cfg, xs, ys, args.steps, args.samples, data, per_seed=per_seed)
     secs = time.perf_counter() - t0
     train = []
     for spec in cfg.arch.train:
@@ -177,12 +188,17 @@ def run_eval(args: argparse.Namespace) -> int:
     summary = {"rule": str(args.rule), "config": cfg.name, "steps": args.steps, "samples": args.samples,
                "split": args.split, "xs": xs, "ys": ys, "acc": vals, "train_archs": train,
                "mean": sum(flat) / len(flat), "best": max(flat), "worst": min(flat), "seconds": round(secs, 1)}
+    if args.samples > 1:  # the seed spread: per cell max - min over the growths, and each growth's accuracy
+        spread = [max(a) - min(a) for row in per_seed for a in row]
+        summary.update(acc_per_seed=per_seed, seeds=[1000 + s for s in range(args.samples)],
+                       spread_mean=sum(spread) / len(spread), spread_max=max(spread))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(summary, indent=1))
     grid_heatmap(vals, xs, ys, train, out.with_suffix(".png"),
                  f"{cfg.name}: {args.split} accuracy after {args.steps} rule steps\n"
                  f"mean {summary['mean']:.3f}, best {summary['best']:.3f}; red = training architectures")
-    print(json.dumps({k: summary[k] for k in ("mean", "best", "worst", "seconds")}))
+    print(json.dumps({k: summary[k] for k in ("mean", "best", "worst", "spread_mean", "spread_max", "seconds")
+                      if k in summary}))
     print(f"wrote {out.with_suffix('.png')} and {out.with_suffix('.json')}")
     return 0

@@ -28,6 +28,16 @@ def test_meta_train_grow_eval(tmp_path, capsys):
     assert summary["xs"] == [3, 4] and summary["ys"] == [2] and len(summary["acc"][0]) == 2
     assert 0.0 <= summary["mean"] <= 1.0 and (tmp_path / "grid.png").is_file()
     assert summary["train_archs"] == [[3, 3]]  # 4-3-3-3 is outlined; 4-4-3 has one hidden layer
+    assert "acc_per_seed" not in summary
+    # several growths per cell: each one's accuracy and the seed spread; the mean is their mean
+    assert main(["eval", "--rule", rule, "--grid", "3,4:2", "--steps", "2", "--samples", "3",
+                 "--out", str(prefix)]) == 0
+    summary = json.loads((tmp_path / "grid.json").read_text())
+    per = summary["acc_per_seed"]
+    assert summary["seeds"] == [1000, 1001, 1002] and len(per) == 1 and [len(a) for a in per[0]] == [3, 3]
+    for ix in range(2):
+        assert abs(summary["acc"][0][ix] - sum(per[0][ix]) / 3) < 1e-9
+    assert summary["spread_max"] == max(max(a) - min(a) for a in per[0]) >= summary["spread_mean"] >= 0
 
 
 def test_grow_missing_rule_file(tmp_path):
