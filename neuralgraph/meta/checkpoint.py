@@ -21,8 +21,8 @@ VERSION = 1
 
 #: Config keys that may differ between a checkpoint and the run resuming it.
 RESUMABLE_KEYS = ("train.meta_steps", "train.out_dir", "train.progress", "train.log_every",
-                  "train.ckpt_every", "train.eval_every", "train.threads", "train.grad_checkpoint",
-                  "data.root")
+                  "train.ckpt_every", "train.snapshot_every", "train.eval_every", "train.threads",
+                  "train.grad_checkpoint", "data.root")
 
 
 class CheckpointError(RuntimeError):

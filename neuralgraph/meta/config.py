@@ -149,6 +149,10 @@ class TrainConfig:
     mean loss: a layer grown for one kernel size must work with the layers grown
     for another, so the rule grows one solution across kernel sizes instead of
     one per size (which an unseen size in between would mix).
+    ``snapshot_every``: also export the rule every that many meta-steps to
+    ``out_dir/snapshots/rule_<step>.pt`` (the ``rule.pt`` format, a few KB to
+    a few MB each; ``0`` = off), for learning curves of the grown networks
+    (``neuralgraph eval --rule`` takes them).
     """
 
     meta_steps: int = 200
@@ -179,6 +183,7 @@ class TrainConfig:
     threads: int = 1
     log_every: int = 10
     ckpt_every: int = 50
+    snapshot_every: int = 0
     eval_every: int = 0
     out_dir: str = "runs/meta"
     progress: bool = True

@@ -335,6 +335,10 @@ class MetaTrainer:
                          "rule_state": self.rule.state_dict()}, path)
         return path
 
+    def snapshot_path(self, step: int) -> Path:
+        """Where ``train.snapshot_every`` exports the rule after meta-step ``step``."""
+        return self.out_dir / "snapshots" / f"rule_{step:07d}.pt"
+
     def load(self, path: Optional[Path] = None) -> None:
         """Restore a checkpoint written by :meth:`save` (same config, same world size)."""
         path = Path(path or self.ckpt_path)
@@ -388,6 +392,8 @@ class MetaTrainer:
                 print(json.dumps(rec), flush=True)
             if t.ckpt_every and self.step % t.ckpt_every == 0:
                 self.save()
+            if t.snapshot_every and self.step % t.snapshot_every == 0:
+                self.export_rule(self.snapshot_path(self.step))
             if delay:
                 time.sleep(delay)
         bar.close()
