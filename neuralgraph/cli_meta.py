@@ -18,6 +18,9 @@ from typing import Any, List, Optional, Tuple
 
 __all__ = ["add_parser", "run_meta_train", "run_grow", "run_eval", "eval_grid"]
 
+#: growth ``s`` of an ``eval`` grid cell uses seed ``EVAL_SEED + s``
+EVAL_SEED = 1000
+
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("meta-train", help="meta-train a local rule from a YAML/JSON config")
@@ -47,8 +50,8 @@ def add_parser(sub: Any) -> None:
     e.add_argument("--grid", help="X widths[:Y widths], e.g. 20,40,60:20,40 (default: the config's grid)")
     e.add_argument("--steps", type=int, default=20)
     e.add_argument("--samples", type=int, default=1,
-                   help="grown networks per architecture (seeds 1000, 1001, ...); with > 1 the JSON also "
-                        "holds each growth's accuracy and the seed spread")
+                   help=f"grown networks per architecture (seeds {EVAL_SEED}, {EVAL_SEED + 1}, ...); with > 1 "
+                        "the JSON also holds each growth's accuracy and the seed spread")
     e.add_argument("--split", default="test", choices=["val", "test"])
     e.add_argument("--out", required=True, help="output prefix: writes PREFIX.png and PREFIX.json")
     e.add_argument("--threads", type=int, default=1)
@@ -125,7 +128,7 @@ def eval_grid(rule: Any, cfg: Any, xs: List[int], ys: List[int], steps: int, sam
               per_seed: Optional[List[List[List[float]]]] = None) -> List[List[float]]:
     """Mean accuracy ``[iy][ix]`` of ``[in, X, Y, out]`` networks grown ``steps`` steps.
 
-    Growth ``s`` of a cell uses seed ``1000 + s``. ``per_seed``, if given (an empty list), receives the
+    Growth ``s`` of a cell uses seed ``EVAL_SEED + s``. ``per_seed``, if given (an empty list), receives the
     single growths' accuracies ``[iy][ix][s]``."""
     import torch
     from tqdm import tqdm
@@ -145,9 +148,10 @@ def eval_grid(rule: Any, cfg: Any, xs: List[int], ys: List[int], steps: int, sam
             spec = f"{n_in}-{xs[ix]}-{ys[iy]}-{n_out}"
             accs = []
             for s in range(samples):
-                gen = torch.Generator().manual_seed(1000 + s)
+                seed = EVAL_SEED + s
+                gen = torch.Generator().manual_seed(seed)
                 w, _ = unroll(factory.template(spec), rule, factory.fresh(spec, gen), steps,
-                              cfg.grow.fire_rate, 1000 + s, chunk=steps, use_checkpoint=False)
+                              cfg.grow.fire_rate, seed, chunk=steps, use_checkpoint=False)
                 accs.append(accuracy(factory.template(spec), factory.network_weight(spec, w), x, y)[0])
             factory._templates.pop(spec, None)
             factory._gains.pop(spec, None)
@@ -190,7 +194,7 @@ def run_eval(args: argparse.Namespace) -> int:
                "mean": sum(flat) / len(flat), "best": max(flat), "worst": min(flat), "seconds": round(secs, 1)}
     if args.samples > 1:  # the seed spread: per cell max - min over the growths, and each growth's accuracy
         spread = [max(a) - min(a) for row in per_seed for a in row]
-        summary.update(acc_per_seed=per_seed, seeds=[1000 + s for s in range(args.samples)],
+        summary.update(acc_per_seed=per_seed, seeds=[EVAL_SEED + s for s in range(args.samples)],
                        spread_mean=sum(spread) / len(spread), spread_max=max(spread))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
