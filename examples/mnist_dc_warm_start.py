@@ -1,6 +1,6 @@
 """Turn a non-data-conditioned MNIST MLPRule (e.g. runs/mnist_grid_fast_24k/rule.pt) into a data-conditioned
-one that computes the same update: copy every weight, add two zero input columns (source/target
-activations) to the first layer.
+one that computes the same update: copy every weight, add zero input columns to the first layer for the new
+inputs (two for the source/target activations, a third for the edge correlation with ``coactivation``).
 
 Usage: python examples/mnist_dc_warm_start.py SRC_RULE DC_CONFIG OUT_RULE
 """
@@ -18,7 +18,8 @@ cfg = MetaConfig.from_file(cfg_path)
 new = build_rule(cfg)
 state = old.state_dict()
 w0 = state["mlp.0.weight"]
-state["mlp.0.weight"] = torch.cat([w0, torch.zeros(w0.size(0), 2)], dim=1)
+extra = new.mlp[0].in_features - w0.size(1)
+state["mlp.0.weight"] = torch.cat([w0, torch.zeros(w0.size(0), extra)], dim=1)
 new.load_state_dict(state)
 # check: same update on a training architecture
 f_old, f_new = factory_from_config(load_rule(src)[1]), factory_from_config(cfg)

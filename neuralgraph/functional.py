@@ -16,7 +16,7 @@ from torch.func import functional_call
 from neuralgraph.architecture import Architecture
 from neuralgraph.errors import NeuralGraphError, WeightShapeError
 
-__all__ = ["params_from_weight", "forward", "forward_batch", "node_activations"]
+__all__ = ["params_from_weight", "forward", "forward_batch", "node_activations", "edge_correlations"]
 
 
 def params_from_weight(arch: Architecture, weight: Tensor) -> Dict[str, Tensor]:
@@ -138,3 +138,81 @@ def node_activations(graph: object, x: Tensor, weight: Optional[Tensor] = None) 
     for ids, v in zip(blocks, values):
         out = out.index_put((ids,), v.to(out.dtype))
     return out
+
+
+def _standardize(t: Tensor, eps: float) -> Tensor:
+    """Per-column ``(t - mean) / sqrt(var + eps)`` over the batch (dim 0)."""
+    centred = t - t.mean(0, keepdim=True)
+    return centred * torch.rsqrt(centred.pow(2).mean(0, keepdim=True) + eps)
+
+
+def edge_correlations(graph: object, x: Tensor, weight: Optional[Tensor] = None,
+                      target: Optional[Tensor] = None, eps: float = 1e-4) -> Tensor:
+    r"""Correlation over a data batch between each edge's source and target neuron, ``[|E|]``.
+
+    For an edge :math:`a \to b` of a ``Linear`` layer this is
+    :math:`\mathrm{mean}_n(\tilde a_n \tilde b_n)` with
+    :math:`\tilde a = (a - \bar a) / \sqrt{\mathrm{var}(a) + \epsilon}` over the batch, where
+    a neuron's activity is its layer's output after the parameter-free ops that follow it (as in
+    :func:`node_activations`) and an input neuron's activity is the input.  Bias edges start at a
+    constant neuron and get ``0``; a neuron that is constant over the batch (a blank pixel, a dead
+    ReLU) gives ``0`` too.  With ``target`` the output neurons' activity is the target (e.g. one-hot
+    labels) instead of the network's output, so the last layer's edges carry a supervised, still
+    local, signal.  Differentiable w.r.t. ``weight``.  Only chains whose parametrised layers are
+    all ``Linear`` are supported.
+
+    Args:
+        graph (NeuralGraph): one neural graph (not a ``Batch``).
+        x (Tensor): the data batch.
+        weight (Tensor, optional): network weights ``[|E|]`` (default ``graph.weight``).
+        target (Tensor, optional): ``[B, n_out]`` activity of the output neurons, or
+            integer class labels ``[B]`` (one-hot encoded).
+        eps (float): added to each variance.
+
+    Shapes:
+        - **x:** ``[B, *input_shape]``, ``B >= 2``
+        - **output:** ``[|E|]``, in edge (parameter memory) order
+    """
+    arch: Architecture = graph.arch  # type: ignore[attr-defined]
+    w = graph.weight if weight is None else weight  # type: ignore[attr-defined]
+    for op in arch.ops:
+        if op.has_params and op.kind != "Linear":
+            raise NeuralGraphError(f"edge_correlations supports Linear layers only; layer {op!r} "
+                                   f"({op.path or op.kind}) is not one")
+    if x.dim() < 2 or x.size(0) < 2:
+        raise NeuralGraphError(f"edge_correlations needs a batch of >= 2 samples, got x of shape "
+                               f"{tuple(x.shape)}")
+    params = params_from_weight(arch, w)
+    module = arch.template
+    buffers = arch.buffers(w.device)
+    acts: List[Tensor] = [x.flatten(1)]  # per-sample activity of each neuron layer
+    y = x
+    for i, op in enumerate(arch.ops):
+        sub = module[i]
+        local = {n.split(".", 1)[1]: t for n, t in {**params, **buffers}.items()
+                 if n.split(".", 1)[0] == str(i)}
+        y = functional_call(sub, local, (y,)) if local else sub(y)
+        if op.has_params:
+            acts.append(y)
+        elif op.kind != "Dropout":  # activation, Flatten: the layer's activity is what follows them
+            acts[-1] = y.flatten(1)
+    if target is not None:
+        if target.dim() == 1 and not target.is_floating_point():  # class labels -> one-hot
+            if int(target.min()) < 0 or int(target.max()) >= acts[-1].size(1):
+                raise NeuralGraphError(f"labels must lie in [0, {acts[-1].size(1)}) for a network with "
+                                       f"{acts[-1].size(1)} outputs, got {int(target.min())}..{int(target.max())}")
+            target = torch.nn.functional.one_hot(target, acts[-1].size(1))
+        if target.shape != acts[-1].shape:
+            raise NeuralGraphError(f"target must have shape {tuple(acts[-1].shape)} (batch, outputs), "
+                                   f"got {tuple(target.shape)}")
+        acts[-1] = target.to(acts[-1].dtype)
+    std = [_standardize(a, eps) for a in acts]
+    layer = {i: k for k, i in enumerate(i for i, op in enumerate(arch.ops) if op.has_params)}
+    parts = []
+    for slot in arch.param_slots:  # memory order
+        k = layer[slot.op_index]
+        if slot.name.endswith(".weight"):  # [out, in], W's layout
+            parts.append((std[k + 1].transpose(0, 1) @ std[k] / x.size(0)).reshape(-1))
+        else:  # bias: from a constant neuron
+            parts.append(w.new_zeros(slot.numel))
+    return torch.cat(parts).to(w.dtype)

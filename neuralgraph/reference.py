@@ -15,6 +15,7 @@ from torch import Tensor
 
 __all__ = [
     "brute_force_neighbourhoods",
+    "reference_edge_correlations",
     "reference_mlp_rule",
     "reference_weight_transformer",
     "rotate_loop",
@@ -30,16 +31,56 @@ def brute_force_neighbourhoods(edge_index: Tensor) -> Tuple[List[List[int]], Lis
     return fwd, bwd
 
 
-def reference_mlp_rule(rule: torch.nn.Module, graph: object, x: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+def reference_edge_correlations(graph: object, x: Tensor, target: Optional[Tensor] = None,
+                                eps: float = 1e-4) -> Tensor:
+    """:func:`~neuralgraph.functional.edge_correlations` edge by edge, from per-sample neuron
+    activities recorded with forward hooks on the rebuilt ``nn.Sequential`` (``graph.weight``)."""
+    from neuralgraph.convert import to_module
+
+    model = to_module(graph)  # type: ignore[arg-type]
+    model.eval()
+    layers: List[Tensor] = [x.flatten(1)]  # per-sample activity of each neuron layer
+    with torch.no_grad():
+        y = x
+        for m in model:
+            y = m(y)
+            if isinstance(m, torch.nn.Linear):
+                layers.append(y)
+            elif not isinstance(m, torch.nn.Dropout):
+                layers[-1] = y.flatten(1)
+    if target is not None:
+        layers[-1] = torch.nn.functional.one_hot(target, layers[-1].size(1)).to(x.dtype) \
+            if target.dim() == 1 else target.to(x.dtype)
+    lay, pos, role = (graph.node_layer.tolist(), graph.node_pos.tolist(),  # type: ignore[attr-defined]
+                      graph.node_role.tolist())  # type: ignore[attr-defined]
+
+    def activity(node: int) -> Optional[Tensor]:
+        return None if role[node] == 3 else layers[lay[node]][:, pos[node]]  # 3: bias neuron
+
+    src, dst = graph.edge_index.tolist()  # type: ignore[attr-defined]
+    out = torch.zeros(len(src), dtype=x.dtype)
+    for e in range(len(src)):
+        a, b = activity(src[e]), activity(dst[e])
+        if a is None:
+            continue
+        ca, cb = a - a.mean(), b - b.mean()
+        out[e] = (ca * cb).mean() / torch.sqrt((ca.pow(2).mean() + eps) * (cb.pow(2).mean() + eps))
+    return out
+
+
+def reference_mlp_rule(rule: torch.nn.Module, graph: object, x: Optional[Tensor] = None,
+                       y: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
     """:class:`~neuralgraph.rules.MLPRule` evaluated edge by edge."""
     w, h = graph.weight, graph.hidden  # type: ignore[attr-defined]
     state = torch.cat([w.unsqueeze(-1), h], -1)
     fwd, bwd = brute_force_neighbourhoods(graph.edge_index)  # type: ignore[attr-defined]
-    act = None
+    act = corr = None
     if x is not None:
         from neuralgraph.functional import node_activations
 
         act = node_activations(graph, x)
+        if getattr(rule, "coactivation", None):
+            corr = reference_edge_correlations(graph, x, y if rule.coactivation == "labels" else None)
     src, dst = graph.edge_index.tolist()  # type: ignore[attr-defined]
     rows = []
     for e in range(w.numel()):
@@ -48,6 +89,8 @@ def reference_mlp_rule(rule: torch.nn.Module, graph: object, x: Optional[Tensor]
         parts = [state[e], mf, mb]
         if act is not None:
             parts += [act[src[e]].view(1), act[dst[e]].view(1)]
+        if corr is not None:
+            parts.append(corr[e].view(1))
         rows.append(torch.cat(parts))
     out = rule.mlp(torch.stack(rows)) * rule.update_scale  # type: ignore[attr-defined]
     return out[:, 0], out[:, 1:]

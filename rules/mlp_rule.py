@@ -25,14 +25,18 @@ class MLPRule(MessagePassing):
     .. math::
         v_e = \big[w_e,\ h_e,\ \overline{w}_{\mathcal{N}_f(e)},\
         \overline{h}_{\mathcal{N}_f(e)},\ \overline{w}_{\mathcal{N}_b(e)},\
-        \overline{h}_{\mathcal{N}_b(e)}\ (,\ a_{\mathrm{src}(e)},\ a_{\mathrm{dst}(e)})\big]
+        \overline{h}_{\mathcal{N}_b(e)}\ (,\ a_{\mathrm{src}(e)},\ a_{\mathrm{dst}(e)}\
+        (,\ \rho_e))\big]
 
         (\Delta w_e, \Delta h_e) = \mathrm{MLP}(v_e)
 
     where :math:`\overline{x}_{\mathcal{N}}` is the mean over the neighbourhood
     (zero when empty) and the optional :math:`a` are the source/target neurons'
-    mean activations on a data batch (data-conditioned variant).  The last
-    layer is zero-initialised, so a fresh rule is the identity update.
+    mean activations on a data batch (data-conditioned variant), and the optional
+    :math:`\rho_e` is the correlation over that batch between the edge's source
+    and target neuron (:func:`neuralgraph.functional.edge_correlations`; a
+    Hebbian signal).  The last layer is zero-initialised, so a fresh rule is the
+    identity update.
 
     Args:
         hidden_dim (int): hidden-state width :math:`H`. (default: ``16``)
@@ -40,6 +44,11 @@ class MLPRule(MessagePassing):
         depth (int, optional): number of hidden MLP layers. (default: ``2``)
         data_conditioned (bool, optional): add source/target activations on a
             data batch ``x`` to the perception. (default: ``False``)
+        coactivation (str, optional): with ``data_conditioned``, also add each
+            edge's source/target correlation on the batch.  ``"activity"``: the
+            output neurons' activity is the network's output; ``"labels"``: it is
+            the one-hot target ``y`` (a supervised but local signal on the last
+            layer's edges).  ``None``: no correlation. (default: ``None``)
         update_scale (float, optional): scale of the output (``dw``, ``dh``).
             (default: ``1.0``)
         chunk_size (int, optional): edges processed at once. (default: ``16384``)
@@ -64,7 +73,8 @@ class MLPRule(MessagePassing):
     """
 
     def __init__(self, hidden_dim: int = 16, width: int = 64, depth: int = 2,
-                 data_conditioned: bool = False, update_scale: float = 1.0,
+                 data_conditioned: bool = False, coactivation: Optional[str] = None,
+                 update_scale: float = 1.0,
                  chunk_size: int = 16384, zero_init: bool = True,
                  workers: Optional[int] = None, native: Optional[bool] = None) -> None:
         super().__init__(aggr="mean", node_dim=0)
@@ -72,12 +82,17 @@ class MLPRule(MessagePassing):
         self.width = width
         self.depth = depth
         self.data_conditioned = data_conditioned
+        if coactivation not in (None, "activity", "labels"):
+            raise ValueError(f"MLPRule: coactivation must be None, 'activity' or 'labels', got {coactivation!r}")
+        if coactivation is not None and not data_conditioned:
+            raise ValueError("MLPRule: coactivation needs data_conditioned=True")
+        self.coactivation = coactivation
         self.update_scale = update_scale
         self.chunk_size = chunk_size
         self.workers = workers
         self.native = native
         self.zero_init = zero_init
-        in_dim = 3 * (1 + hidden_dim) + (2 if data_conditioned else 0)
+        in_dim = 3 * (1 + hidden_dim) + (2 if data_conditioned else 0) + (1 if coactivation else 0)
         layers: List[nn.Module] = []
         d = in_dim
         for _ in range(depth):
@@ -96,28 +111,32 @@ class MLPRule(MessagePassing):
 
     # MessagePassing vocabulary ------------------------------------------------------
     def edge_update(self, state: Tensor, fwd_i: Tensor, bwd_j: Tensor,
-                    act_i: Optional[Tensor], act_j: Optional[Tensor]) -> Tensor:
+                    act_i: Optional[Tensor], act_j: Optional[Tensor], corr: Optional[Tensor]) -> Tensor:
         # fwd_i: mean over edges leaving the target neuron; bwd_j: mean over edges entering the source
         parts = [state, fwd_i, bwd_j]
         if act_i is not None and act_j is not None:
             parts += [act_j.unsqueeze(-1), act_i.unsqueeze(-1)]
+        if corr is not None:
+            parts.append(corr.unsqueeze(-1))
         return torch.cat(parts, dim=-1)
 
     def perceive(self, graph: object, x: Optional[Tensor] = None,
-                 edges: Optional[slice] = None) -> Tensor:
-        """The perception vectors ``[E, 3 (1 + H) (+ 2)]`` (of the edges in ``edges``)."""
-        signals = self._node_signals(graph, x)
+                 edges: Optional[slice] = None, y: Optional[Tensor] = None) -> Tensor:
+        """The perception vectors ``[E, 3 (1 + H) (+ 2 (+ 1))]`` (of the edges in ``edges``)."""
+        signals = self._node_signals(graph, x, y)
         return self._perceive_edges(graph, edges if edges is not None else slice(None), *signals)
 
     def _perceive_edges(self, graph: object, sl: slice, node_in: Tensor, node_out: Tensor,
-                        act: Optional[Tensor]) -> Tensor:
-        """Perception of the edges in ``sl`` from precomputed node signals."""
+                        act: Optional[Tensor], corr: Optional[Tensor] = None) -> Tensor:
+        """Perception of the edges in ``sl`` from precomputed node (and edge) signals."""
         n = graph.num_nodes  # type: ignore[attr-defined]
         return self.edge_updater(graph.edge_index[:, sl], state=edge_state(graph, sl),  # type: ignore
-                                 fwd=node_out, bwd=node_in, act=act, size=(n, n))
+                                 fwd=node_out, bwd=node_in, act=act,
+                                 corr=None if corr is None else corr[sl], size=(n, n))
 
-    def _node_signals(self, graph: object, x: Optional[Tensor]) -> tuple:
-        """Node means of in-edge and out-edge states ``[V, 1+H]`` and activations."""
+    def _node_signals(self, graph: object, x: Optional[Tensor], y: Optional[Tensor] = None) -> tuple:
+        """Node means of in-edge and out-edge states ``[V, 1+H]``, activations ``[V]`` and
+        edge correlations ``[E]`` (``None`` where the rule takes none)."""
         check_hidden(graph, self.hidden_dim, self.__class__.__name__)
         # means of in-edge / out-edge states (a mean scatter over edge_index's targets / sources),
         # computed as dense block sums (tests check the two agree)
@@ -129,17 +148,31 @@ class MLPRule(MessagePassing):
                 raise ValueError("data_conditioned MLPRule needs a data batch x")
             from neuralgraph.functional import node_activations
 
-            if x is not None:
-                act = node_activations(graph, x)
-            else:  # the factory's probe batch, with the weights the network really uses
-                x, net_weight = probe
-                act = node_activations(graph, x, net_weight(graph.weight))  # type: ignore[attr-defined]
+            weight = None
+            if x is None:  # the factory's probe batch, with the weights the network really uses
+                x, net_weight = probe[0], probe[1]
+                weight = net_weight(graph.weight)  # type: ignore[attr-defined]
+                y = probe[2] if len(probe) > 2 and y is None else y
+            act = node_activations(graph, x, weight)
+            if self.coactivation is not None:
+                from neuralgraph.functional import edge_correlations
+
+                target = None
+                if self.coactivation == "labels":
+                    if y is None:
+                        raise ValueError("MLPRule(coactivation='labels') needs the batch's labels y "
+                                         "(or a probe batch with labels: GraphFactory.set_data(x, y))")
+                    target = y
+                corr = edge_correlations(graph, x, weight, target)
+                return node_in, node_out, act, corr
         elif x is not None:
             raise ValueError("x given to a MLPRule built with data_conditioned=False")
-        return node_in, node_out, act
+        elif y is not None:
+            raise ValueError("labels y given to a MLPRule without coactivation='labels'")
+        return node_in, node_out, act, None
 
-    def forward(self, graph: object, x: Optional[Tensor] = None) -> RuleOutput:
-        signals = self._node_signals(graph, x)
+    def forward(self, graph: object, x: Optional[Tensor] = None, y: Optional[Tensor] = None) -> RuleOutput:
+        signals = self._node_signals(graph, x, y)
         weight = graph.weight  # type: ignore[attr-defined]
         num_edges = weight.numel()
         # without autograd: the fused kernel where it runs (autograd always takes the PyTorch path)
@@ -166,7 +199,8 @@ class MLPRule(MessagePassing):
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.hidden_dim}, width={self.width}, "
-                f"depth={self.depth}, data_conditioned={self.data_conditioned})")
+                f"depth={self.depth}, data_conditioned={self.data_conditioned}"
+                + (f", coactivation={self.coactivation!r})" if self.coactivation else ")"))
 
 
 def _node_means(graph: object, blocks: List[Block]) -> Tuple[Tensor, Tensor]:

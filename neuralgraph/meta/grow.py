@@ -169,13 +169,18 @@ class GraphFactory:
         self.input_shape = input_shape
         self._templates: Dict[str, NeuralGraph] = {}
         self.data_x: Optional[Tensor] = None
+        self.data_y: Optional[Tensor] = None
 
-    def set_data(self, x: Optional[Tensor]) -> None:
+    def set_data(self, x: Optional[Tensor], y: Optional[Tensor] = None) -> None:
         """Probe batch for data-conditioned rules: every template graph carries
-        ``(x, weight -> network weight)``, which a data-conditioned ``MLPRule``
+        ``(x, weight -> network weight, y)``, which a data-conditioned ``MLPRule``
         uses when called without a batch (activations of the network as it
-        really computes, i.e. after fan-in scaling / standardisation)."""
+        really computes, i.e. after fan-in scaling / standardisation; the labels
+        ``y``, if given, for ``MLPRule(coactivation="labels")``)."""
+        if x is not None and y is not None and y.shape[0] != x.shape[0]:
+            raise ValueError(f"set_data: {y.shape[0]} labels for {x.shape[0]} probe inputs")
         self.data_x = x
+        self.data_y = None if x is None else y
         for key, graph in self._templates.items():
             self._attach(key, graph)
 
@@ -183,7 +188,7 @@ class GraphFactory:
         if self.data_x is None:
             graph.__dict__.pop("data_probe", None)
         else:
-            graph.__dict__["data_probe"] = (self.data_x, functools.partial(self.network_weight, key))
+            graph.__dict__["data_probe"] = (self.data_x, functools.partial(self.network_weight, key), self.data_y)
 
     def template(self, spec: str | Sequence[int]) -> NeuralGraph:
         """The cached template graph of ``spec`` (weights as in its initial state)."""

@@ -68,8 +68,9 @@ PROBE_SIZE = 256
 
 def factory_from_config(cfg: MetaConfig, split: Optional[Split] = None) -> GraphFactory:
     """The run's :class:`GraphFactory`; for a data-conditioned rule (``rule.kwargs.data_conditioned``)
-    it carries the first :data:`PROBE_SIZE` training inputs as the rule's probe batch (training,
-    growth and evaluation alike; ``split`` is loaded from ``cfg.data`` if not given)."""
+    it carries the first :data:`PROBE_SIZE` training inputs (and, for ``coactivation: labels``, their
+    labels) as the rule's probe batch (training, growth and evaluation alike; ``split`` is loaded from
+    ``cfg.data`` if not given)."""
     g = cfg.grow
     factory = GraphFactory(g.hidden_dim, g.hidden_init, g.code_base, g.input_grid, g.weight_init, g.weight_std,
                            cfg.arch.activation, None if cfg.data.flatten else (1, 28, 28), g.fan_in_scaling,
@@ -78,7 +79,8 @@ def factory_from_config(cfg: MetaConfig, split: Optional[Split] = None) -> Graph
         d = cfg.data
         split = split or load_split(d.name, d.val_fraction, d.test_fraction, d.split_seed, d.root,
                                     flatten=d.flatten)
-        factory.set_data(split.train[0][:PROBE_SIZE])
+        labels = cfg.rule.kwargs.get("coactivation") == "labels"
+        factory.set_data(split.train[0][:PROBE_SIZE], split.train[1][:PROBE_SIZE] if labels else None)
     return factory
 
 
