@@ -53,3 +53,26 @@ def test_configs_parse():
         quick = MetaConfig.from_file(ROOT / "examples" / f"{name}.yaml", quick=True)
         assert quick.train.meta_steps < full.train.meta_steps, name
         assert quick.train.init_rule is None, name  # a quick run never needs a full run's output
+
+
+def test_mnist_grid_adam_one_cell(examples, tmp_path, capsys):
+    """The Adam reference grid on one 10-10 cell, a fraction of an epoch's worth of checks."""
+    assert examples("mnist_grid_adam").main(["--grid", "10", "--epochs", "1", "--early", "20",
+                                             "--out", str(tmp_path / "adam")]) == 0
+    res = json.loads((tmp_path / "adam.json").read_text())
+    cell = res["cells"][0]
+    assert (cell["x"], cell["y"]) == (10, 10) and res["acc"] == [[cell["epoch_acc"][0]]]
+    assert 0.5 < cell["epoch_acc"][0] <= 1.0 and cell["early_acc"] < cell["epoch_acc"][0]
+    assert (tmp_path / "adam.png").is_file()
+
+
+def test_paper_grid_001(examples, capsys, tmp_path):
+    seed = sorted((ROOT.parent / "shared" / "seeds").glob("001_*.txt"))
+    assert seed, "the seed texts belong in ../shared/seeds beside the checkout (as in CI)"
+    assert examples("paper_grid_001").main([str(seed[0])]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["cells"] == 100 and res["best"] == 0.97 and 0.84 < res["mean"] < 0.86
+    bad = tmp_path / "bad.txt"
+    bad.write_text("10\t0.5\t0.6\n")
+    with pytest.raises(SystemExit, match="expected 10 heatmap rows"):
+        examples("paper_grid_001").main([str(bad)])
