@@ -7,13 +7,13 @@ gradients flow back into the weight vector and nothing is copied edge by edge.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 from torch.func import functional_call
 
-from neuralgraph.architecture import Architecture
+from neuralgraph.architecture import Architecture, Op
 from neuralgraph.errors import NeuralGraphError, WeightShapeError
 
 __all__ = ["params_from_weight", "forward", "forward_batch", "node_activations", "edge_correlations"]
@@ -84,6 +84,19 @@ def _node_blocks(graph: object) -> List[Tensor]:
     return blocks
 
 
+def _op_outputs(arch: Architecture, weight: Tensor, x: Tensor) -> Iterator[Tuple[Op, Tensor]]:
+    """Each op of ``arch`` with its output, running the chain on ``x`` with parameters from ``weight``."""
+    params = params_from_weight(arch, weight)
+    buffers = arch.buffers(weight.device)
+    module = arch.template
+    y = x
+    for i, op in enumerate(arch.ops):
+        local = {n.split(".", 1)[1]: t for n, t in {**params, **buffers}.items()
+                 if n.split(".", 1)[0] == str(i)}
+        y = functional_call(module[i], local, (y,)) if local else module[i](y)
+        yield op, y
+
+
 def node_activations(graph: object, x: Tensor, weight: Optional[Tensor] = None) -> Tensor:
     r"""Mean activation of every neuron on a data batch ``x``, ``[|V|]``.
 
@@ -109,9 +122,6 @@ def node_activations(graph: object, x: Tensor, weight: Optional[Tensor] = None) 
         return torch.cat(parts)
     arch: Architecture = graph.arch  # type: ignore[attr-defined]
     w = graph.weight if weight is None else weight  # type: ignore[attr-defined]
-    params = params_from_weight(arch, w)
-    module = arch.template
-    buffers = arch.buffers(w.device)
     out = torch.ones(graph.num_nodes, dtype=w.dtype, device=w.device)  # type: ignore[attr-defined]
     blocks = _node_blocks(graph)
 
@@ -120,12 +130,7 @@ def node_activations(graph: object, x: Tensor, weight: Optional[Tensor] = None) 
 
     values: List[Tensor] = [summary(x)]
     frozen = False  # a Flatten closed the current block
-    y = x
-    for i, op in enumerate(arch.ops):
-        sub = module[i]
-        local = {n.split(".", 1)[1]: t for n, t in {**params, **buffers}.items()
-                 if n.split(".", 1)[0] == str(i)}
-        y = functional_call(sub, local, (y,)) if local else sub(y)
+    for op, y in _op_outputs(arch, w, x):
         if op.has_params:
             values.append(summary(y))
             frozen = False
@@ -182,16 +187,8 @@ def edge_correlations(graph: object, x: Tensor, weight: Optional[Tensor] = None,
     if x.dim() < 2 or x.size(0) < 2:
         raise NeuralGraphError(f"edge_correlations needs a batch of >= 2 samples, got x of shape "
                                f"{tuple(x.shape)}")
-    params = params_from_weight(arch, w)
-    module = arch.template
-    buffers = arch.buffers(w.device)
     acts: List[Tensor] = [x.flatten(1)]  # per-sample activity of each neuron layer
-    y = x
-    for i, op in enumerate(arch.ops):
-        sub = module[i]
-        local = {n.split(".", 1)[1]: t for n, t in {**params, **buffers}.items()
-                 if n.split(".", 1)[0] == str(i)}
-        y = functional_call(sub, local, (y,)) if local else sub(y)
+    for op, y in _op_outputs(arch, w, x):
         if op.has_params:
             acts.append(y)
         elif op.kind != "Dropout":  # activation, Flatten: the layer's activity is what follows them
