@@ -21,6 +21,17 @@ __all__ = ["add_parser", "run_meta_train", "run_grow", "run_eval", "eval_grid"]
 #: growth ``s`` of an ``eval`` grid cell uses seed ``EVAL_SEED + s``
 EVAL_SEED = 1000
 
+FIRE_RATE_HELP = ("fraction of edges each rule step updates (default: the rule's training fire rate, "
+                  "grow.fire_rate in its config); 1.0 updates every edge")
+
+
+def _fire_rate(args: argparse.Namespace, cfg: Any) -> None:
+    """Apply ``--fire-rate`` to ``cfg.grow.fire_rate`` (checked to lie in (0, 1])."""
+    if args.fire_rate is not None:
+        if not 0.0 < args.fire_rate <= 1.0:
+            raise SystemExit(f"--fire-rate must lie in (0, 1], got {args.fire_rate}")
+        cfg.grow.fire_rate = args.fire_rate
+
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("meta-train", help="meta-train a local rule from a YAML/JSON config")
@@ -40,6 +51,7 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--save", help="write the grown nn.Sequential (torch.save) here")
     g.add_argument("--plot", help="PNG of weight evolution over rule steps")
     g.add_argument("--json", action="store_true", help="print the trajectory as JSON")
+    g.add_argument("--fire-rate", type=float, default=None, help=FIRE_RATE_HELP)
     g.add_argument("--every", type=int, default=1,
                    help="evaluate every N rule steps (step 0 and the last step always; large CNNs "
                         "spend most of the time in evaluation)")
@@ -52,6 +64,7 @@ def add_parser(sub: Any) -> None:
     e.add_argument("--samples", type=int, default=1,
                    help=f"grown networks per architecture (seeds {EVAL_SEED}, {EVAL_SEED + 1}, ...); with > 1 "
                         "the JSON also holds each growth's accuracy and the seed spread")
+    e.add_argument("--fire-rate", type=float, default=None, help=FIRE_RATE_HELP)
     e.add_argument("--split", default="test", choices=["val", "test"])
     e.add_argument("--out", required=True, help="output prefix: writes PREFIX.png and PREFIX.json")
     e.add_argument("--threads", type=int, default=1)
@@ -95,6 +108,7 @@ def run_grow(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)
     rule, cfg = load_rule(args.rule)
+    _fire_rate(args, cfg)
     factory = factory_from_config(cfg)
     spec = arch_name(args.arch)
     data = _data(cfg, args.split)
@@ -170,6 +184,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     rule, cfg = load_rule(args.rule)
+    _fire_rate(args, cfg)
     if args.grid:
         xs_s, _, ys_s = args.grid.partition(":")
         xs = [int(v) for v in xs_s.split(",")]
@@ -190,6 +205,7 @@ def run_eval(args: argparse.Namespace) -> int:
             train.append((kw["sizes"][1], kw["sizes"][2]))
     flat = [v for row in vals for v in row]
     summary = {"rule": str(args.rule), "config": cfg.name, "steps": args.steps, "samples": args.samples,
+               "fire_rate": cfg.grow.fire_rate,
                "split": args.split, "xs": xs, "ys": ys, "acc": vals, "train_archs": train,
                "mean": sum(flat) / len(flat), "best": max(flat), "worst": min(flat), "seconds": round(secs, 1)}
     if args.samples > 1:  # the seed spread: per cell max - min over the growths, and each growth's accuracy

@@ -1,5 +1,6 @@
 import json
 
+import pytest
 import torch
 
 from neuralgraph.cli import main
@@ -38,10 +39,16 @@ def test_meta_train_grow_eval(tmp_path, capsys):
     for ix in range(2):
         assert abs(summary["acc"][0][ix] - sum(per[0][ix]) / 3) < 1e-9
     assert summary["spread_max"] == max(max(a) - min(a) for a in per[0]) >= summary["spread_mean"] >= 0
+    assert summary["fire_rate"] == 0.8  # the config's
+    # --fire-rate 1.0 updates every edge: from zero weights every seed grows the same network
+    assert main(["eval", "--rule", rule, "--grid", "3,4:2", "--steps", "2", "--samples", "3", "--fire-rate", "1",
+                 "--out", str(prefix)]) == 0
+    summary = json.loads((tmp_path / "grid.json").read_text())
+    assert summary["fire_rate"] == 1.0 and summary["spread_max"] == 0.0
+    with pytest.raises(SystemExit, match="--fire-rate must lie in"):
+        main(["grow", "--rule", rule, "--arch", "4-6-3", "--fire-rate", "1.5"])
 
 
 def test_grow_missing_rule_file(tmp_path):
-    import pytest
-
     with pytest.raises(FileNotFoundError, match="does not exist"):
         main(["grow", "--rule", str(tmp_path / "none.pt"), "--arch", "4-4-3"])
