@@ -141,35 +141,29 @@ class MLPRule(MessagePassing):
         # means of in-edge / out-edge states (a mean scatter over edge_index's targets / sources),
         # computed as dense block sums (tests check the two agree)
         node_in, node_out = _node_means(graph, block_layout(graph))
-        act = None
+        if y is not None and self.coactivation != "labels":
+            raise ValueError("labels y given to a MLPRule without coactivation='labels'")
+        act = corr = None
         if self.data_conditioned:
             probe = graph.__dict__.get("data_probe")  # set by GraphFactory.set_data
             if x is None and probe is None:
                 raise ValueError("data_conditioned MLPRule needs a data batch x")
-            from neuralgraph.functional import node_activations
+            from neuralgraph.functional import edge_correlations, node_activations
 
             weight = None
-            if x is None:  # the factory's probe batch, with the weights the network really uses
-                x, net_weight = probe[0], probe[1]
+            if x is None:  # the factory's probe batch (x, weight -> network weight, y)
+                x, net_weight, probe_y = probe
                 weight = net_weight(graph.weight)  # type: ignore[attr-defined]
-                y = probe[2] if len(probe) > 2 and y is None else y
+                y = probe_y if y is None else y
             act = node_activations(graph, x, weight)
             if self.coactivation is not None:
-                from neuralgraph.functional import edge_correlations
-
-                target = None
-                if self.coactivation == "labels":
-                    if y is None:
-                        raise ValueError("MLPRule(coactivation='labels') needs the batch's labels y "
-                                         "(or a probe batch with labels: GraphFactory.set_data(x, y))")
-                    target = y
-                corr = edge_correlations(graph, x, weight, target)
-                return node_in, node_out, act, corr
+                if self.coactivation == "labels" and y is None:
+                    raise ValueError("MLPRule(coactivation='labels') needs the batch's labels y "
+                                     "(or a probe batch with labels: GraphFactory.set_data(x, y))")
+                corr = edge_correlations(graph, x, weight, y if self.coactivation == "labels" else None)
         elif x is not None:
             raise ValueError("x given to a MLPRule built with data_conditioned=False")
-        elif y is not None:
-            raise ValueError("labels y given to a MLPRule without coactivation='labels'")
-        return node_in, node_out, act, None
+        return node_in, node_out, act, corr
 
     def forward(self, graph: object, x: Optional[Tensor] = None, y: Optional[Tensor] = None) -> RuleOutput:
         signals = self._node_signals(graph, x, y)

@@ -117,6 +117,8 @@ def test_rule_errors() -> None:
         _rule("labels")(graph, x)
     with pytest.raises(ValueError, match="labels y given"):
         MLPRule(3).double()(graph, None, torch.zeros(5, dtype=torch.long))
+    with pytest.raises(ValueError, match="labels y given"):  # would be ignored: refused instead
+        _rule("activity")(graph, x, torch.zeros(5, dtype=torch.long))
 
 
 def test_probe_labels_reach_the_rule() -> None:
