@@ -18,12 +18,12 @@ start equal (e.g. zero).
 
 from __future__ import annotations
 
-from typing import List
+from typing import List, Optional
 
 import torch
 from torch import Tensor
 
-__all__ = ["POSITION_AXES", "position_code", "axis_dims"]
+__all__ = ["POSITION_AXES", "position_code", "axis_dims", "nested_code_map"]
 
 POSITION_AXES = ("layer", "backward_neuron", "forward_neuron", "kernel_row", "kernel_col")
 
@@ -85,4 +85,44 @@ def position_code(edge_pos: Tensor, dim: int, kind: str = "sinusoidal",
             table = ((values.unsqueeze(1) >> j) & 1).to(dtype) * 2 - 1
         out[:, col:col + d] = table[p]
         col += d
+    return out
+
+
+def nested_code_map(old_dim: int, new_dim: int, kind: str = "sinusoidal", old_base: float = 1000.0,
+                    new_base: Optional[float] = None, max_position: int = 1024) -> List[int]:
+    r"""Where each channel of a ``old_dim``-wide position code sits in a ``new_dim``-wide one.
+
+    A rule trained on the narrow code can be widened to the wide one without
+    changing its function (:func:`neuralgraph.meta.widen.widen_rule`) only if
+    every old channel reappears, unchanged, in the new code.  For the sinusoidal
+    code this holds, for instance, from 10 to 20 channels (each axis keeps its
+    frequency-1 pair and gains a lower frequency).  The match is checked on
+    every position ``0 .. max_position - 1`` of every axis, in float64.
+
+    Returns:
+        list of int: ``old_dim`` distinct indices into the new code.
+
+    Raises:
+        ValueError: ``new_dim < old_dim``, or an old channel has no equal
+            channel in the new code (the message names the axis and channel).
+    """
+    if new_dim < old_dim:
+        raise ValueError(f"position code cannot shrink ({old_dim} -> {new_dim} channels)")
+    new_base = old_base if new_base is None else new_base
+    num_axes = len(POSITION_AXES)
+    pos = torch.arange(max_position).unsqueeze(1).repeat(1, num_axes)
+    old = position_code(pos, old_dim, kind, base=old_base, dtype=torch.float64)
+    new = position_code(pos, new_dim, kind, base=new_base, dtype=torch.float64)
+    # channels are grouped by axis (axis_dims): an old channel may only move within its own axis
+    old_axis = [a for a, d in enumerate(axis_dims(old_dim, num_axes)) for _ in range(d)]
+    new_axis = [a for a, d in enumerate(axis_dims(new_dim, num_axes)) for _ in range(d)]
+    out: List[int] = []
+    for c in range(old_dim):
+        hits = [j for j in range(new_dim) if new_axis[j] == old_axis[c] and j not in out
+                and torch.allclose(new[:, j], old[:, c], rtol=0.0, atol=1e-9)]
+        if not hits:
+            raise ValueError(f"the {old_dim}-channel {kind} code (base {old_base:g}) is not nested in the "
+                             f"{new_dim}-channel one (base {new_base:g}): channel {c} "
+                             f"(axis {POSITION_AXES[old_axis[c]]}) has no equal channel")
+        out.append(hits[0])
     return out

@@ -45,6 +45,7 @@ from neuralgraph.meta.grow import GraphFactory, accuracy, conv_weight_slots, emb
 from neuralgraph.meta.perturb import zero_out
 from neuralgraph.meta.pool import SamplePool
 from neuralgraph.meta.widen import widen_rule
+from neuralgraph.positional import nested_code_map
 
 __all__ = ["MetaTrainer", "build_rule", "load_rule", "factory_from_config", "RULE_FORMAT"]
 
@@ -105,6 +106,18 @@ def load_rule(path: str | Path) -> Tuple[nn.Module, MetaConfig]:
     return rule.eval(), cfg
 
 
+def _hidden_map(old: MetaConfig, new: MetaConfig) -> Optional[List[int]]:
+    """For ``train.init_widen`` with a wider position code (``grow.hidden_dim``): where each
+    channel of ``old``'s code sits in ``new``'s (``None`` when the width is unchanged)."""
+    go, gn = old.grow, new.grow
+    if go.hidden_dim == gn.hidden_dim:
+        return None
+    if go.hidden_init != gn.hidden_init:
+        raise ValueError(f"grow.hidden_init {go.hidden_init!r} -> {gn.hidden_init!r}: only the width "
+                         f"of the position code may change")
+    return nested_code_map(go.hidden_dim, gn.hidden_dim, gn.hidden_init, go.code_base, gn.code_base)
+
+
 class MetaTrainer:
     """Meta-trains ``cfg.rule`` on ``cfg.arch.train`` (see module docstring).
 
@@ -130,10 +143,10 @@ class MetaTrainer:
             with torch.no_grad():
                 last.weight.normal_(0.0, t.out_init_std)
         if t.init_rule:
-            start, _ = load_rule(t.init_rule)
+            start, start_cfg = load_rule(t.init_rule)
             try:
                 if t.init_widen:
-                    widen_rule(start, self.rule)
+                    widen_rule(start, self.rule, _hidden_map(start_cfg, cfg))
                 else:
                     self.rule.load_state_dict(start.state_dict())
             except (RuntimeError, ValueError) as exc:

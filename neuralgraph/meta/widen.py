@@ -21,11 +21,20 @@ grows must feed old units only through the zero block, which holds for a plain
 MLP chain of element-wise activations (``MLPRule.mlp``, ``WeightTransformer.ff``
 and ``.head``) but not for layers whose outputs are normalised together (a
 ``LayerNorm`` width is refused).
+
+The Weight Transformer's **position code** (``hidden_dim``) may grow too, given
+``hidden_map`` (:func:`neuralgraph.positional.nested_code_map`: where each old
+code channel sits in the new code).  The edge state ``[w, h]`` enters the rule
+through ``kv`` and ``qu`` and leaves through ``out``; old channels move to their
+new places, the new channels get zero fan-out into the rule (``kv`` / ``qu``
+columns) and a zero update (``out`` rows and bias), so they stay the static
+position code they start as and the widened rule computes exactly the old
+update on the old channels until meta-training teaches it to read the new ones.
 """
 
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -39,6 +48,12 @@ WIDENABLE: Dict[str, Tuple[str, ...]] = {
     "WeightTransformer": ("ff_dim", "head_width"),
 }
 
+#: per rule class, the parameters that read (dim 1) or write (dim 0) the edge state ``[w, h]``
+#: -- the dims re-indexed when ``hidden_dim`` grows
+_EDGE_STATE_DIMS: Dict[str, Dict[str, int]] = {
+    "WeightTransformer": {"kv.weight": 1, "qu.weight": 1, "out.weight": 0, "out.bias": 0},
+}
+
 _IGNORED = ("training", "zero_init", "workers", "native", "chunk_size", "checkpointing", "min_dense")
 
 
@@ -48,7 +63,7 @@ def _hyper(module: nn.Module) -> Dict[str, object]:
             if not k.startswith("_") and isinstance(v, (int, float, bool, str, tuple))}
 
 
-def widen_rule(old: nn.Module, new: nn.Module) -> List[str]:
+def widen_rule(old: nn.Module, new: nn.Module, hidden_map: Optional[Sequence[int]] = None) -> List[str]:
     """Load the trained rule ``old`` into the wider, freshly built ``new`` in place.
 
     Args:
@@ -56,6 +71,10 @@ def widen_rule(old: nn.Module, new: nn.Module) -> List[str]:
         new (nn.Module): a rule of the same class whose :data:`WIDENABLE` widths are equal
             or larger and whose other hyperparameters are equal (its own initialisation
             supplies the new units' fan-in).
+        hidden_map (sequence of int, optional): for a ``WeightTransformer`` whose
+            ``hidden_dim`` grows, the new index of every old hidden channel
+            (:func:`neuralgraph.positional.nested_code_map`).  Required exactly when
+            ``hidden_dim`` differs.
 
     Returns:
         list of str: the names of the parameters that were widened (a tied parameter
@@ -63,7 +82,8 @@ def widen_rule(old: nn.Module, new: nn.Module) -> List[str]:
 
     Raises:
         ValueError: the classes differ, a hyperparameter other than a widenable width
-            differs, a width shrinks, or a parameter is missing on one side.
+            differs, a width shrinks, a parameter is missing on one side, or
+            ``hidden_map`` is missing, not needed or not a valid map.
     """
     cls = type(new).__name__
     if type(old) is not type(new):
@@ -71,14 +91,30 @@ def widen_rule(old: nn.Module, new: nn.Module) -> List[str]:
     if cls not in WIDENABLE:
         raise ValueError(f"widen: {cls} has no widenable widths (known: {sorted(WIDENABLE)})")
     h_old, h_new = _hyper(old), _hyper(new)
+    state_dims = _EDGE_STATE_DIMS.get(cls, {})
+    widenable = WIDENABLE[cls] + (("hidden_dim",) if state_dims else ())
     fixed = sorted(k for k in set(h_old) | set(h_new)
-                   if k not in WIDENABLE[cls] and k not in _IGNORED and h_old.get(k) != h_new.get(k))
+                   if k not in widenable and k not in _IGNORED and h_old.get(k) != h_new.get(k))
     if fixed:
-        raise ValueError(f"widen: only {cls} {', '.join(WIDENABLE[cls])} may change; "
+        raise ValueError(f"widen: only {cls} {', '.join(widenable)} may change; "
                          + ", ".join(f"{k} {h_old.get(k)!r} -> {h_new.get(k)!r}" for k in fixed))
-    for k in WIDENABLE[cls]:
+    for k in widenable:
         if h_new[k] < h_old[k]:  # type: ignore[operator]
             raise ValueError(f"widen: {cls}.{k} cannot shrink ({h_old[k]} -> {h_new[k]})")
+    # index of every old edge-state entry [w, h_0 .. h_{H-1}] in the new one
+    state_index: Optional[torch.Tensor] = None
+    if state_dims and h_old["hidden_dim"] != h_new["hidden_dim"]:
+        if hidden_map is None:
+            raise ValueError(f"widen: {cls}.hidden_dim {h_old['hidden_dim']} -> {h_new['hidden_dim']} needs "
+                             f"hidden_map (neuralgraph.positional.nested_code_map)")
+        hm = [int(i) for i in hidden_map]
+        if len(hm) != h_old["hidden_dim"] or len(set(hm)) != len(hm) or \
+                any(not 0 <= i < h_new["hidden_dim"] for i in hm):  # type: ignore[operator]
+            raise ValueError(f"widen: hidden_map must give {h_old['hidden_dim']} distinct channels in "
+                             f"[0, {h_new['hidden_dim']}), got {hm}")
+        state_index = torch.tensor([0] + [1 + i for i in hm])
+    elif hidden_map is not None and list(hidden_map) != list(range(int(h_old.get("hidden_dim", -1)))):
+        raise ValueError(f"widen: hidden_map given but {cls}.hidden_dim does not grow")
     old_state = old.state_dict()
     target = new.state_dict()
     missing = sorted(set(target) ^ set(old_state))
@@ -95,6 +131,10 @@ def widen_rule(old: nn.Module, new: nn.Module) -> List[str]:
                 continue
             seen.add(t.data_ptr())
             o = old_state[name]
+            if state_index is not None and name in state_dims:
+                _load_reindexed(t, o, state_dims[name], state_index, f"{cls}.{name}")
+                widened.append(name)
+                continue
             if o.shape == t.shape:
                 t.copy_(o)
                 continue
@@ -115,3 +155,29 @@ def widen_rule(old: nn.Module, new: nn.Module) -> List[str]:
                                  f"weights and biases can widen")
             widened.append(name)
     return widened
+
+
+def _load_reindexed(t: torch.Tensor, o: torch.Tensor, dim: int, index: torch.Tensor, where: str) -> None:
+    """Load ``o`` into ``t`` with ``dim`` (the edge state ``[w, h]``) re-indexed by ``index``.
+
+    New edge-state entries get zero fan-in from the rule (``dim == 0``: ``out`` rows and bias;
+    the new channels are never updated) or zero fan-out into it (``dim == 1``: ``kv`` / ``qu``
+    columns).  The other dim may grow as a hidden width (leading block; new units keep
+    ``t``'s fresh init, old units get zero weight from new inputs)."""
+    if o.dim() not in (1, 2) or o.size(dim) != index.numel() or t.dim() != o.dim():
+        raise ValueError(f"widen: {where} {tuple(o.shape)} -> {tuple(t.shape)} does not match "
+                         f"an edge state of {index.numel()} entries")
+    if o.dim() == 1:
+        t.zero_()
+        t[index] = o
+        return
+    other = 1 - dim
+    if o.size(other) > t.size(other):
+        raise ValueError(f"widen: {where} cannot go from {tuple(o.shape)} to {tuple(t.shape)}")
+    keep = torch.arange(o.size(other))
+    if dim == 0:  # out: rows are edge-state entries, columns the head's hidden units
+        t.zero_()  # new entries: no update; old entries: nothing from new head units
+        t[index.unsqueeze(1), keep.unsqueeze(0)] = o
+    else:  # kv / qu: columns are edge-state entries, rows this layer's units
+        t[keep] = 0.0  # old units read nothing new; new units (if any) keep their fresh fan-in
+        t[keep.unsqueeze(1), index.unsqueeze(0)] = o
