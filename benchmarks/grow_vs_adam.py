@@ -30,11 +30,13 @@ def main() -> None:
                         default=["cnn:m=0.5,k=4,h=100", "cnn:m=1,k=4,h=200", "cnn:m=1,k=3,h=100"])
     parser.add_argument("--adam-time-limit", type=float, default=60.0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--fire-rate", type=float, default=None,
+                        help="fraction of edges each rule step updates (default: the rule's grow.fire_rate)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
     for arch in args.archs:
-        r = run_demo(args.rule, arch, adam_time_limit=args.adam_time_limit)
+        r = run_demo(args.rule, arch, adam_time_limit=args.adam_time_limit, fire_rate=args.fire_rate)
         rows.append({"arch": arch, "parameters": r["parameters"], "grow_seconds": round(r["grow_seconds"], 3),
                      "grown_test_accuracy": r["grown_test_accuracy"],
                      "to_module_test_accuracy": r["to_module_test_accuracy"],
@@ -42,7 +44,7 @@ def main() -> None:
                      "adam_reached": r["adam"]["reached"], "adam_test_accuracy": r["adam"]["test_accuracy"],
                      "grow_over_adam": None if r["grow_vs_adam_time_ratio"] is None
                      else round(r["grow_vs_adam_time_ratio"], 3)})
-    dump({"benchmark": "grow_vs_adam", "rows": rows, "machine": machine()})
+    dump({"benchmark": "grow_vs_adam", "fire_rate": args.fire_rate, "rows": rows, "machine": machine()})
 
 
 if __name__ == "__main__":

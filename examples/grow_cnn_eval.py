@@ -29,8 +29,11 @@ def _fmt(m: float) -> str:
 
 def run(rule_path: Optional[str] = None, ms: Sequence[float] = (0.125, 0.25), hs: Sequence[int] = (16, 32),
         ks: Sequence[int] = (3, 4), steps: Optional[int] = None, test_size: int = 2000, seed: int = 0,
-        out: Optional[str] = None, dataset: Optional[str] = None, adam_steps: int = 0) -> Dict[str, Any]:
+        out: Optional[str] = None, dataset: Optional[str] = None, adam_steps: int = 0,
+        fire_rate: Optional[float] = None) -> Dict[str, Any]:
     """Grow every ``cnn:m,k,h`` of the grid and return ``{k: [[acc per m] per h]}`` plus summaries.
+
+    ``fire_rate`` overrides the rule's ``grow.fire_rate`` (1.0: every edge updates, growth is deterministic).
 
     With ``adam_steps > 0`` every cell is also trained with Adam (``"adam_acc"``, same layout)."""
     from neuralgraph.datasets import mnist_tensors
@@ -40,6 +43,10 @@ def run(rule_path: Optional[str] = None, ms: Sequence[float] = (0.125, 0.25), hs
     from neuralgraph.meta.trainer import factory_from_config, load_rule
 
     rule, cfg = load_rule(rule_path or SHIPPED_RULE)
+    if fire_rate is not None:
+        if not 0.0 < fire_rate <= 1.0:
+            raise ValueError(f"fire_rate must lie in (0, 1], got {fire_rate}")
+        cfg.grow.fire_rate = fire_rate
     factory = factory_from_config(cfg)
     n_steps = steps if steps is not None else cfg.train.steps_max
     dataset = dataset or cfg.data.name
@@ -78,6 +85,7 @@ def run(rule_path: Optional[str] = None, ms: Sequence[float] = (0.125, 0.25), hs
                 adam_grids[k] = adam_grid
     flat = [v for g in grids.values() for row in g for v in row]
     result = {"rule": str(rule_path or SHIPPED_RULE), "dataset": dataset, "steps": n_steps, "test_size": test_size,
+              "fire_rate": cfg.grow.fire_rate,
               "ms": list(ms), "hs": list(hs), "ks": list(ks), "acc": {str(k): g for k, g in grids.items()},
               "trained": sorted([list(t) for t in trained]), "parameters": params,
               "mean": sum(flat) / len(flat), "best": max(flat), **_unseen(grids, ms, hs, trained),
@@ -165,6 +173,8 @@ def main() -> None:
     parser.add_argument("--dataset", default=None, help="mnist or fashion-mnist (default: the rule's dataset)")
     parser.add_argument("--adam-steps", type=int, default=0, help="also train each cell with Adam this long")
     parser.add_argument("--test-size", type=int, default=2000)
+    parser.add_argument("--fire-rate", type=float, default=None,
+                        help="fraction of edges updated per rule step (default: the rule's grow.fire_rate)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=None, help="prefix for PNG + JSON")
     parser.add_argument("--quick", action="store_true", help="a 2x1x1 grid on 200 images")
@@ -173,7 +183,7 @@ def main() -> None:
     if args.quick:
         args.ms, args.hs, args.ks, args.test_size = [0.125, 0.25], [16], [4], 200
     res = run(args.rule, args.ms, args.hs, args.ks, args.steps, args.test_size, out=args.out,
-              dataset=args.dataset, adam_steps=args.adam_steps)
+              dataset=args.dataset, adam_steps=args.adam_steps, fire_rate=args.fire_rate)
     keys = ("dataset", "mean", "best", "fraction_ge_95", "seconds", "adam_mean", "adam_best", "adam_seconds")
     print(json.dumps({k: res[k] for k in keys if k in res}))
 

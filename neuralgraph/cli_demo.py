@@ -21,6 +21,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--arch", default=None,
                    help="architecture to grow, e.g. cnn:m=1,k=4,h=200 (default: one never seen in training)")
     p.add_argument("--steps", type=int, default=None, help="rule steps (default: the rule's training T)")
+    p.add_argument("--fire-rate", type=float, default=None,
+                   help="fraction of edges each rule step updates (default: the rule's grow.fire_rate; "
+                        "1.0 updates every edge)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--adam-time-limit", type=float, default=60.0, help="seconds of Adam training at most")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
@@ -41,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     results = []
     for i, rule in enumerate(rules):
         r = run_demo(rule, args.arch if args.rule else None, args.steps, args.seed, args.adam_time_limit,
-                     args.data_root)
+                     args.data_root, args.fire_rate)
         results.append(r)
         if not args.json:
             if len(rules) > 1:

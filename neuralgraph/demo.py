@@ -127,8 +127,11 @@ def _load_data(cfg: Any, arch: str, data_root: Optional[str], seed: int) -> Dict
 
 def run_demo(rule_path: Optional[str | Path] = None, arch: Optional[str] = None,
              steps: Optional[int] = None, seed: int = 0, adam_time_limit: float = 60.0,
-             data_root: Optional[str] = None) -> Dict[str, Any]:
+             data_root: Optional[str] = None, fire_rate: Optional[float] = None) -> Dict[str, Any]:
     """Grow ``arch`` with the rule at ``rule_path`` (default: the shipped rule) and time Adam.
+
+    ``fire_rate`` (default: the rule's ``grow.fire_rate``) is the fraction of edges each
+    rule step updates; 1.0 updates every edge and makes growth deterministic.
 
     ``arch`` defaults to :func:`default_arch` of the rule's config; the data are
     MNIST (flattened for MLP rules) unless the rule was trained on
@@ -142,6 +145,10 @@ def run_demo(rule_path: Optional[str | Path] = None, arch: Optional[str] = None,
 
     path = Path(rule_path) if rule_path is not None else SHIPPED_RULE
     rule, cfg = load_rule(path)
+    if fire_rate is not None:
+        if not 0.0 < fire_rate <= 1.0:
+            raise ValueError(f"fire_rate must lie in (0, 1], got {fire_rate}")
+        cfg.grow.fire_rate = fire_rate
     factory = factory_from_config(cfg)
     arch = arch or default_arch(cfg)
     # Adam is stopped on a probe set that is never the test set
@@ -169,7 +176,7 @@ def run_demo(rule_path: Optional[str | Path] = None, arch: Optional[str] = None,
     return {
         "rule": str(path), "arch": arch, "dataset": data["name"], "probe": data["probe"],
         "trained_on": cfg.trained_archs(),
-        "parameters": graph.num_edges, "rule_steps": n_steps,
+        "parameters": graph.num_edges, "rule_steps": n_steps, "fire_rate": cfg.grow.fire_rate,
         "grow_seconds": grow_seconds, "grown_test_accuracy": grown_acc,
         "to_module_test_accuracy": module_acc, "grown_probe_accuracy": probe_acc,
         "adam": adam,
@@ -183,7 +190,7 @@ def format_report(r: Dict[str, Any]) -> str:
         f"rule:              {r['rule']}",
         f"meta-trained on:   {', '.join(r['trained_on'])}",
         f"grown (unseen):    {r['arch']}  ({r['parameters']:,} parameters)",
-        f"rule steps:        {r['rule_steps']} (no backprop)",
+        f"rule steps:        {r['rule_steps']} (no backprop; fire rate {r['fire_rate']:g})",
         f"growing time:      {r['grow_seconds']:.2f} s",
         f"{r['dataset']} test accuracy: {100 * r['grown_test_accuracy']:.2f}% "
         f"(to_module(): {100 * r['to_module_test_accuracy']:.2f}%)",

@@ -54,3 +54,17 @@ def test_demo_grows_and_compares_with_adam(quick_rule: Path) -> None:
     assert r["adam"]["steps"] >= 5 and r["adam"]["seconds"] > 0
     report = format_report(r)
     assert "cnn:m=0.125,k=4,h=8" in report and "parameters" in report
+
+
+def test_demo_fire_rate(quick_rule: Path) -> None:
+    """``fire_rate=1`` updates every edge: growth from zero weights no longer depends on the seed
+    and the report says which rate grew the network."""
+    torch.set_num_threads(1)
+    arch = "cnn:m=0.125,k=4,h=8"
+    runs = {(fr, seed): run_demo(quick_rule, arch, steps=2, seed=seed, adam_time_limit=0.2, fire_rate=fr)
+            for fr in (None, 1.0) for seed in (0, 1)}
+    assert runs[(None, 0)]["fire_rate"] == 0.9 and runs[(1.0, 0)]["fire_rate"] == 1.0
+    assert runs[(1.0, 0)]["grown_test_accuracy"] == runs[(1.0, 1)]["grown_test_accuracy"]
+    assert "fire rate 1" in format_report(runs[(1.0, 0)])
+    with pytest.raises(ValueError, match="fire_rate must lie in"):
+        run_demo(quick_rule, arch, steps=2, adam_time_limit=0.2, fire_rate=0.0)

@@ -34,3 +34,15 @@ def test_grid_on_fashion_mnist(grid_eval):
         pytest.skip("fashion-mnist not installed")
     res = grid_eval.run(None, ms=[0.125], hs=[16], ks=[5], steps=1, test_size=200, dataset="fashion-mnist")
     assert res["dataset"] == "fashion-mnist" and 0.0 <= res["mean"] <= 1.0 and "adam_acc" not in res
+
+
+def test_grid_fire_rate(grid_eval):
+    """Every edge firing: the shipped rule's training rate is replaced, recorded, and growth no
+    longer depends on the seed; a rate outside (0, 1] is refused."""
+    kw = dict(ms=[0.125], hs=[16], ks=[4], test_size=300)
+    base = grid_eval.run(None, **kw)
+    assert base["fire_rate"] == 0.9  # the shipped rule's grow.fire_rate
+    full = [grid_eval.run(None, seed=s, fire_rate=1.0, **kw) for s in (0, 1)]
+    assert full[0]["fire_rate"] == 1.0 and full[0]["acc"] == full[1]["acc"]
+    with pytest.raises(ValueError, match="fire_rate must lie in"):
+        grid_eval.run(None, fire_rate=1.5, **kw)
