@@ -129,9 +129,11 @@ class TrainConfig:
     ``rule.pt`` (same rule class and kwargs) instead of a fresh rule -- a
     second stage of meta-training, e.g. on more architectures.
     ``init_widen``: the rule is wider than ``init_rule`` (larger ``MLPRule.width``,
-    ``WeightTransformer.ff_dim`` or ``head_width``); load it function-preservingly
+    ``WeightTransformer.ff_dim`` or ``head_width``, or a wider position code
+    ``grow.hidden_dim`` that contains the old one); load it function-preservingly
     (:func:`neuralgraph.meta.widen.widen_rule`: new units get fresh fan-in
-    and zero fan-out, so the wider rule starts as exactly the old one).
+    and zero fan-out, new code channels are read by nothing and never updated,
+    so the wider rule starts as exactly the old one).
     ``pool_size``: sample-pool slots per architecture (``0`` = no pooling).
     ``zero_out_prob``: probability of zeroing out a pooled starting state.
     ``grad_checkpoint``: how the unrolled rule steps keep activations for the

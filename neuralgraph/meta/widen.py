@@ -22,10 +22,12 @@ MLP chain of element-wise activations (``MLPRule.mlp``, ``WeightTransformer.ff``
 and ``.head``) but not for layers whose outputs are normalised together (a
 ``LayerNorm`` width is refused).
 
-The Weight Transformer's **position code** (``hidden_dim``) may grow too, given
+A rule's **position code** (``hidden_dim``) may grow too, given
 ``hidden_map`` (:func:`neuralgraph.positional.nested_code_map`: where each old
 code channel sits in the new code).  The edge state ``[w, h]`` enters the rule
-through ``kv`` and ``qu`` and leaves through ``out``; old channels move to their
+through ``kv`` and ``qu`` (Weight Transformer) or the first MLP layer (``MLPRule``,
+three states: the edge's and its two neighbourhood means) and leaves through
+``out``; old channels move to their
 new places, the new channels get zero fan-out into the rule (``kv`` / ``qu``
 columns) and a zero update (``out`` rows and bias), so they stay the static
 position code they start as and the widened rule computes exactly the old
@@ -49,9 +51,11 @@ WIDENABLE: Dict[str, Tuple[str, ...]] = {
 }
 
 #: per rule class, the parameters that read (dim 1) or write (dim 0) the edge state ``[w, h]``
-#: -- the dims re-indexed when ``hidden_dim`` grows
+#: -- the dims re-indexed when ``hidden_dim`` grows.  ``MLPRule``'s first layer reads the
+#: perception ``[state, fwd mean state, bwd mean state, extras]``: three edge states in a row.
 _EDGE_STATE_DIMS: Dict[str, Dict[str, int]] = {
     "WeightTransformer": {"kv.weight": 1, "qu.weight": 1, "out.weight": 0, "out.bias": 0},
+    "MLPRule": {"mlp.0.weight": 1, "out.weight": 0, "out.bias": 0},
 }
 
 _IGNORED = ("training", "zero_init", "workers", "native", "chunk_size", "checkpointing", "min_dense")
@@ -71,8 +75,8 @@ def widen_rule(old: nn.Module, new: nn.Module, hidden_map: Optional[Sequence[int
         new (nn.Module): a rule of the same class whose :data:`WIDENABLE` widths are equal
             or larger and whose other hyperparameters are equal (its own initialisation
             supplies the new units' fan-in).
-        hidden_map (sequence of int, optional): for a ``WeightTransformer`` whose
-            ``hidden_dim`` grows, the new index of every old hidden channel
+        hidden_map (sequence of int, optional): for a rule whose ``hidden_dim`` grows,
+            the new index of every old hidden channel
             (:func:`neuralgraph.positional.nested_code_map`).  Required exactly when
             ``hidden_dim`` differs.
 
@@ -113,6 +117,7 @@ def widen_rule(old: nn.Module, new: nn.Module, hidden_map: Optional[Sequence[int
             raise ValueError(f"widen: hidden_map must give {h_old['hidden_dim']} distinct channels in "
                              f"[0, {h_new['hidden_dim']}), got {hm}")
         state_index = torch.tensor([0] + [1 + i for i in hm])
+        perception_index = _perception_index(old, new, state_index)
     elif hidden_map is not None and list(hidden_map) != list(range(int(h_old.get("hidden_dim", -1)))):
         raise ValueError(f"widen: hidden_map given but {cls}.hidden_dim does not grow")
     old_state = old.state_dict()
@@ -132,7 +137,8 @@ def widen_rule(old: nn.Module, new: nn.Module, hidden_map: Optional[Sequence[int
             seen.add(t.data_ptr())
             o = old_state[name]
             if state_index is not None and name in state_dims:
-                _load_reindexed(t, o, state_dims[name], state_index, f"{cls}.{name}")
+                index = perception_index if name == "mlp.0.weight" else state_index
+                _load_reindexed(t, o, state_dims[name], index, f"{cls}.{name}")
                 widened.append(name)
                 continue
             if o.shape == t.shape:
@@ -155,6 +161,21 @@ def widen_rule(old: nn.Module, new: nn.Module, hidden_map: Optional[Sequence[int
                                  f"weights and biases can widen")
             widened.append(name)
     return widened
+
+
+def _perception_index(old: nn.Module, new: nn.Module, state_index: torch.Tensor) -> torch.Tensor:
+    """Index of each entry of ``old``'s first-layer input in ``new``'s: for ``MLPRule`` three
+    re-indexed edge states, then the data-conditioning extras; for other rules the state itself."""
+    if type(new).__name__ != "MLPRule":
+        return state_index
+    if old.depth < 1:  # type: ignore[operator]
+        raise ValueError("widen: a depth-0 MLPRule (one Linear from perception to update) cannot "
+                         "widen its position code")
+    d_old, d_new = 1 + old.hidden_dim, 1 + new.hidden_dim  # type: ignore[operator]
+    n_in = old.mlp[0].in_features  # type: ignore[index]
+    parts = [b * d_new + state_index for b in range(3)]
+    parts.append(3 * d_new + torch.arange(n_in - 3 * d_old))
+    return torch.cat(parts)
 
 
 def _load_reindexed(t: torch.Tensor, o: torch.Tensor, dim: int, index: torch.Tensor, where: str) -> None:

@@ -54,7 +54,7 @@ def test_widened_rule_computes_the_same_update(seed, make_old, make_new):
 
 def test_refuses_what_would_not_preserve_the_function():
     old = MLPRule(4, width=8)
-    with pytest.raises(ValueError, match="hidden_dim 4 -> 5"):
+    with pytest.raises(ValueError, match="hidden_dim 4 -> 5 needs hidden_map"):
         widen_rule(old, MLPRule(5, width=16))
     with pytest.raises(ValueError, match="cannot shrink"):
         widen_rule(old, MLPRule(4, width=4))
@@ -102,37 +102,49 @@ def test_nested_code_map():
         nested_code_map(20, 10)
 
 
+_CODE_RULES = {  # (old, new) per rule: the new one also wider in its hidden layers where it can be
+    "wt": lambda w: (WeightTransformer(10, ff_dim=8, head_width=8, min_dense=0),
+                     WeightTransformer(20, ff_dim=8, head_width=w, min_dense=0)),
+    "mlp": lambda w: (MLPRule(10, width=8, depth=2), MLPRule(20, width=w, depth=2)),
+    "mlp_data": lambda w: (MLPRule(10, width=8, data_conditioned=True),
+                           MLPRule(20, width=w, data_conditioned=True)),
+}
+
+
 @pytest.mark.parametrize("seed", [0, 1])  # a CNN and an MLP graph
-@pytest.mark.parametrize("head_width", [8, 16])  # the code alone, and the code with the head
-def test_wider_position_code_grows_the_same_network(seed, head_width):
-    """A Weight Transformer widened to a 20-channel code grows, over several rule steps and on
-    both execution paths, exactly the weights the 10-channel rule grows; the old channels
-    evolve as before and the new ones stay the code they started as."""
-    graph, _ = small_graph(seed, hidden_dim=10)
+@pytest.mark.parametrize("width", [8, 16])  # the code alone, and the code with a hidden width
+@pytest.mark.parametrize("kind", sorted(_CODE_RULES))
+def test_wider_position_code_grows_the_same_network(seed, width, kind):
+    """A rule widened to a 20-channel code grows, over several rule steps and on both execution
+    paths, exactly the weights the 10-channel rule grows; the old channels evolve as before and
+    the new ones stay the code they started as."""
+    graph, shape = small_graph(seed, hidden_dim=10)
+    x = torch.randn(16, *shape, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
     code10 = position_code(graph.edge_pos, 10, base=100.0, dtype=torch.float64)
     code20 = position_code(graph.edge_pos, 20, base=100.0, dtype=torch.float64)
     hm = nested_code_map(10, 20, "sinusoidal", 100.0)
     new_channels = [j for j in range(20) if j not in hm]
-    old = _randomise(WeightTransformer(10, ff_dim=8, head_width=8, min_dense=0).double())
-    new = _randomise(WeightTransformer(20, ff_dim=8, head_width=head_width, min_dense=0).double(), seed=1)
-    assert widen_rule(old, new, hm)[:2] == ["kv.weight", "qu.weight"]
+    old, new = _CODE_RULES[kind](width)
+    old, new = _randomise(old.double()), _randomise(new.double(), seed=1)
+    assert {"out.weight", "out.bias"} <= set(widen_rule(old, new, hm))
     for grad in (True, False):
         with torch.set_grad_enabled(grad):
             g_old, g_new = graph.clone(), graph.clone()
             g_old.hidden, g_new.hidden = code10.clone(), code20.clone()
             for _ in range(3):
                 for g, rule in ((g_old, old), (g_new, new)):
-                    dw, dh = rule(g)
+                    dw, dh = rule(g, x) if kind == "mlp_data" else rule(g)
                     g.weight, g.hidden = g.weight + dw, g.hidden + dh
             torch.testing.assert_close(g_new.weight, g_old.weight, rtol=1e-10, atol=1e-12)
             torch.testing.assert_close(g_new.hidden[:, hm], g_old.hidden, rtol=1e-10, atol=1e-12)
             torch.testing.assert_close(g_new.hidden[:, new_channels], code20[:, new_channels], rtol=0, atol=0)
-    # the new channels are reachable: their kv / qu columns get a gradient at once
+    # the new channels are reachable: the columns that read them get a gradient at once
     g = graph.clone()
     g.hidden = code20.clone()
-    dw, dh = new(g)
+    dw, dh = new(g, x) if kind == "mlp_data" else new(g)
     (dw.square().sum() + dh.square().sum()).backward()
-    assert new.kv.weight.grad[:, [1 + j for j in new_channels]].abs().sum() > 0
+    first = new.kv if kind == "wt" else new.mlp[0]
+    assert first.weight.grad[:, [1 + j for j in new_channels]].abs().sum() > 0
 
 
 def test_wider_position_code_refusals():
@@ -143,8 +155,8 @@ def test_wider_position_code_refusals():
         widen_rule(old, WeightTransformer(20), [0] * 10)
     with pytest.raises(ValueError, match="does not grow"):
         widen_rule(old, WeightTransformer(10), [1, 0, 2, 3, 4, 5, 6, 7, 8, 9])
-    with pytest.raises(ValueError, match="hidden_dim 4 -> 8"):  # MLPRule: the width only
-        widen_rule(MLPRule(4, width=8), MLPRule(8, width=8), list(range(4)))
+    with pytest.raises(ValueError, match="depth-0 MLPRule"):
+        widen_rule(MLPRule(4, width=8, depth=0), MLPRule(8, width=8, depth=0), [0, 2, 4, 6])
 
 
 def test_trainer_widens_the_position_code(tmp_path):
