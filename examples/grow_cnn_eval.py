@@ -43,10 +43,7 @@ def run(rule_path: Optional[str] = None, ms: Sequence[float] = (0.125, 0.25), hs
     from neuralgraph.meta.trainer import factory_from_config, load_rule
 
     rule, cfg = load_rule(rule_path or SHIPPED_RULE)
-    if fire_rate is not None:
-        if not 0.0 < fire_rate <= 1.0:
-            raise ValueError(f"fire_rate must lie in (0, 1], got {fire_rate}")
-        cfg.grow.fire_rate = fire_rate
+    cfg.set_fire_rate(fire_rate)
     factory = factory_from_config(cfg)
     n_steps = steps if steps is not None else cfg.train.steps_max
     dataset = dataset or cfg.data.name

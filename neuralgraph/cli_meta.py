@@ -27,10 +27,10 @@ FIRE_RATE_HELP = ("fraction of edges each rule step updates (default: the rule's
 
 def _fire_rate(args: argparse.Namespace, cfg: Any) -> None:
     """Apply ``--fire-rate`` to ``cfg.grow.fire_rate`` (checked to lie in (0, 1])."""
-    if args.fire_rate is not None:
-        if not 0.0 < args.fire_rate <= 1.0:
-            raise SystemExit(f"--fire-rate must lie in (0, 1], got {args.fire_rate}")
-        cfg.grow.fire_rate = args.fire_rate
+    try:
+        cfg.set_fire_rate(args.fire_rate, "--fire-rate")
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from exc
 
 
 def add_parser(sub: Any) -> None:

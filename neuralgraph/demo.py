@@ -145,10 +145,7 @@ def run_demo(rule_path: Optional[str | Path] = None, arch: Optional[str] = None,
 
     path = Path(rule_path) if rule_path is not None else SHIPPED_RULE
     rule, cfg = load_rule(path)
-    if fire_rate is not None:
-        if not 0.0 < fire_rate <= 1.0:
-            raise ValueError(f"fire_rate must lie in (0, 1], got {fire_rate}")
-        cfg.grow.fire_rate = fire_rate
+    cfg.set_fire_rate(fire_rate)
     factory = factory_from_config(cfg)
     arch = arch or default_arch(cfg)
     # Adam is stopped on a probe set that is never the test set

@@ -258,14 +258,23 @@ class MetaConfig:
                 out.append(spec)
         return out
 
+    def set_fire_rate(self, fire_rate: Optional[float], name: str = "fire_rate") -> None:
+        """Grow with ``fire_rate`` instead of the trained ``grow.fire_rate`` (``None`` keeps it).
+
+        Raises:
+            ValueError: ``fire_rate`` outside (0, 1] (the message names it ``name``).
+        """
+        if fire_rate is not None:
+            _check_fire_rate(fire_rate, name)
+            self.grow.fire_rate = fire_rate
+
     def check(self) -> None:
         t, g = self.train, self.grow
         if not self.arch.train:
             raise ValueError("arch.train must list at least one training architecture")
         if not 1 <= t.steps_min <= t.steps_max:
             raise ValueError(f"need 1 <= train.steps_min <= train.steps_max, got {t.steps_min}, {t.steps_max}")
-        if not 0.0 < g.fire_rate <= 1.0:
-            raise ValueError(f"grow.fire_rate must lie in (0, 1], got {g.fire_rate}")
+        _check_fire_rate(g.fire_rate, "grow.fire_rate")
         if g.weight_init not in ("zeros", "normal"):
             raise ValueError(f"grow.weight_init must be 'zeros' or 'normal', got {g.weight_init!r}")
         hd = self.rule.kwargs.get("hidden_dim")
@@ -282,6 +291,11 @@ class MetaConfig:
             raise ValueError(f"train.consistency_weight must be >= 0, got {t.consistency_weight}")
         if t.checkpoint_chunk < 1 or t.loss_steps < 1:
             raise ValueError("train.checkpoint_chunk and train.loss_steps must be >= 1")
+
+
+def _check_fire_rate(fire_rate: float, name: str) -> None:
+    if not 0.0 < fire_rate <= 1.0:
+        raise ValueError(f"{name} must lie in (0, 1], got {fire_rate}")
 
 
 def _build(cls: Type[T], d: Dict[str, Any], section: str) -> T:
