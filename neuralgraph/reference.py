@@ -68,6 +68,36 @@ def reference_edge_correlations(graph: object, x: Tensor, target: Optional[Tenso
     return out
 
 
+def _hooked_activations(graph: object, x: Tensor) -> Tensor:
+    """Mean activation of every neuron ``[|V|]`` from the rebuilt ``nn.Sequential``, layer by
+    layer: a parametrised layer's output after the parameter-free modules that follow it up
+    to a ``Flatten``, averaged over the batch and space; inputs get the mean input, bias
+    neurons ``1`` (the definition of :func:`~neuralgraph.functional.node_activations`)."""
+    from neuralgraph.convert import to_module
+
+    def summary(t: Tensor) -> Tensor:
+        return t.mean(0) if t.dim() == 2 else t.mean(dim=[0] + list(range(2, t.dim())))
+
+    model = to_module(graph)  # type: ignore[arg-type]
+    model.eval()
+    layers: List[Tensor] = [summary(x)]
+    frozen = False
+    y = x
+    for m in model:
+        y = m(y)
+        if any(True for _ in m.parameters(recurse=False)):  # Linear, Conv1d/2d/...
+            layers.append(summary(y))
+            frozen = False
+        elif isinstance(m, torch.nn.Flatten):
+            frozen = True
+        elif not frozen and not isinstance(m, torch.nn.Dropout):
+            layers[-1] = summary(y)
+    lay, pos, role = (graph.node_layer.tolist(), graph.node_pos.tolist(),  # type: ignore[attr-defined]
+                      graph.node_role.tolist())  # type: ignore[attr-defined]
+    return torch.stack([torch.ones((), dtype=x.dtype) if role[v] == 3 else layers[lay[v]][pos[v]]
+                        for v in range(len(lay))])
+
+
 def reference_mlp_rule(rule: torch.nn.Module, graph: object, x: Optional[Tensor] = None,
                        y: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
     """:class:`~neuralgraph.rules.MLPRule` evaluated edge by edge."""
@@ -107,12 +137,16 @@ def rotate_loop(x: Tensor, pos: float, head_dim: int, base: float) -> Tensor:
     return out
 
 
-def reference_weight_transformer(rule: torch.nn.Module, graph: object) -> Tuple[Tensor, Tensor]:
+def reference_weight_transformer(rule: torch.nn.Module, graph: object,
+                                 x: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
     """:class:`~neuralgraph.rules.WeightTransformer` evaluated edge by edge.
 
     For every edge and head, the neighbourhood's ``d x d`` state
     :math:`\\sum_g \\tilde k_g v_g^\\top` is built explicitly from the members
-    listed by :func:`brute_force_neighbourhoods`.
+    listed by :func:`brute_force_neighbourhoods`.  A data-conditioned rule reads
+    the activations of the network rebuilt by ``to_module()`` on ``x`` (forward
+    hooks, :func:`_hooked_activations`), so the reference shares no activation code
+    with the rule.
     """
     r = rule
     w, h = graph.weight, graph.hidden  # type: ignore[attr-defined]
@@ -149,6 +183,14 @@ def reference_weight_transformer(rule: torch.nn.Module, graph: object) -> Tuple[
             per_dir.append(torch.cat(heads_out))
         att.append(torch.cat(per_dir))
     z_all = u + r.proj(torch.stack(att))  # type: ignore[operator]
+    if getattr(r, "data_conditioned", False):
+        if x is None:
+            raise ValueError("reference_weight_transformer: a data-conditioned rule needs x")
+        act = _hooked_activations(graph, x)
+        src, dst = graph.edge_index  # type: ignore[attr-defined]
+        for e in range(n):
+            z_all[e] = z_all[e] + r.data_proj(torch.stack([act[int(src[e])], act[int(dst[e])]]))  # type: ignore
+
     z_all = z_all + r.ff(r.norm1(z_all))  # type: ignore[operator]
     out = torch.tanh(r.head(r.norm2(z_all))) * r.update_scale  # type: ignore[operator]
     return out[:, 0], out[:, 1:]

@@ -118,6 +118,28 @@ def init_update_layer(layer: nn.Linear, zero_init: bool) -> None:
     nn.init.zeros_(layer.bias)
 
 
+def probe_batch(graph: object, x: Optional[Tensor], owner: str
+                ) -> "tuple[Tensor, Optional[Tensor], Optional[Tensor]]":
+    """The data batch a data-conditioned rule reads: ``(x, network weight or None, labels or None)``.
+
+    With ``x`` given it is used as is (the network weight is ``graph.weight``).  Without it,
+    the graph's probe batch set by :meth:`~neuralgraph.meta.GraphFactory.set_data` is used,
+    with the weight the network really computes with (after fan-in scaling /
+    standardisation) and the probe's labels.
+
+    Raises:
+        ValueError: neither ``x`` nor a probe batch is there (the message names ``owner``).
+    """
+    if x is not None:
+        return x, None, None
+    probe = graph.__dict__.get("data_probe")  # set by GraphFactory.set_data
+    if probe is None:
+        raise ValueError(f"data-conditioned {owner} needs a data batch x (or a probe batch on the graph: "
+                         f"GraphFactory.set_data)")
+    probe_x, net_weight, probe_y = probe
+    return probe_x, net_weight(graph.weight), probe_y  # type: ignore[attr-defined]
+
+
 def neighbourhoods(graph: object) -> Neighbourhoods:
     """The graph's :class:`Neighbourhoods`, cached on the graph object.
 

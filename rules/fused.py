@@ -80,6 +80,8 @@ def can_run(rule: Any, graph: Any) -> Optional[str]:
     why = _common_reasons(rule, graph)
     if why is not None:
         return why
+    if getattr(rule, "data_conditioned", False):
+        return "the rule is data-conditioned (the kernel takes no activations)"
     if rule.hidden_dim + 1 > 512 or 4 * rule.dim > 512 or rule.ff_dim > 512 or rule.head_width > 512:
         return "a width exceeds the kernel's 512"
     if _lib() is None:

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 
 from neuralgraph.rules import fused
-from neuralgraph.rules.base import check_hidden, edge_state, init_update_layer, register
+from neuralgraph.rules.base import check_hidden, edge_state, init_update_layer, probe_batch, register
 from neuralgraph.rules.layout import Block, DenseBlock, block_layout
 from neuralgraph.rules.linear_attention import chunk_workers, parallel_chunks
 from neuralgraph.typing import RuleOutput
@@ -145,15 +145,11 @@ class MLPRule(MessagePassing):
             raise ValueError("labels y given to a MLPRule without coactivation='labels'")
         act = corr = None
         if self.data_conditioned:
-            probe = graph.__dict__.get("data_probe")  # set by GraphFactory.set_data
-            if x is None and probe is None:
-                raise ValueError("data_conditioned MLPRule needs a data batch x")
             from neuralgraph.functional import edge_correlations, node_activations
 
-            weight = None
-            if x is None:  # the factory's probe batch (x, weight -> network weight, y)
-                x, net_weight, probe_y = probe
-                weight = net_weight(graph.weight)  # type: ignore[attr-defined]
+            given = x is not None
+            x, weight, probe_y = probe_batch(graph, x, "MLPRule")
+            if not given:  # the factory's probe batch and its labels
                 y = probe_y if y is None else y
             act = node_activations(graph, x, weight)
             if self.coactivation is not None:

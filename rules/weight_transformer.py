@@ -13,7 +13,14 @@ from torch_geometric.nn import MessagePassing
 
 from neuralgraph.positional import POSITION_AXES
 from neuralgraph.rules import fused
-from neuralgraph.rules.base import check_hidden, edge_state, init_update_layer, register, tall_linear
+from neuralgraph.rules.base import (
+    check_hidden,
+    edge_state,
+    init_update_layer,
+    probe_batch,
+    register,
+    tall_linear,
+)
 from neuralgraph.rules.layout import DenseBlock, block_layout
 from neuralgraph.rules.linear_attention import (
     LOG2E,
@@ -57,7 +64,7 @@ class WeightTransformer(MessagePassing):
                {\sum_{g \in \mathcal{N}_f(e)} \phi(q^f_e)^\top \phi(k^f_g) + \epsilon}
         \quad\text{(per head; } a^b_e \text{ likewise over } \mathcal{N}_b(e))
 
-        z_e = u_e + W_o [a^f_e, a^b_e], \qquad
+        z_e = u_e + W_o [a^f_e, a^b_e] \;(+\, W_d [\bar x_a, \bar x_b]), \qquad
         z_e \leftarrow z_e + \mathrm{FF}(\mathrm{LN}(z_e))
 
         (\Delta w_e, \Delta h_e) = s \tanh\big(\mathrm{MLP}(\mathrm{LN}(z_e))\big)
@@ -69,6 +76,14 @@ class WeightTransformer(MessagePassing):
     :mod:`neuralgraph.rules.linear_attention`), computed block-wise as batched
     matrix products and in chunks of edges, so memory stays ``O(|E|)``.  The
     head's last layer is zero-initialised: a fresh rule is the identity update.
+
+    A *data-conditioned* rule (``data_conditioned=True``) also reads the mean
+    activations :math:`\bar x_a, \bar x_b` of edge :math:`a \to b`'s source and
+    target neuron on a data batch (:func:`~neuralgraph.functional.node_activations`:
+    over the batch and, for conv channels, over space), projected by :math:`W_d`
+    into the residual stream.  :math:`W_d` starts at zero, so such a rule first
+    computes the same update as the rule without it, and a trained rule without
+    data conditioning loads into it unchanged (``train.init_rule``).
 
     Args:
         hidden_dim (int): hidden-state width :math:`H`. (default: ``16``)
@@ -104,6 +119,11 @@ class WeightTransformer(MessagePassing):
             :class:`~neuralgraph.native.NativeUnavailable` if it cannot run);
             ``False``: never.  Autograd always uses the PyTorch path.
             (default: ``None``)
+        data_conditioned (bool, optional): read the source and target neurons'
+            mean activations on a data batch: the ``x`` given to :meth:`forward`,
+            else the graph's probe batch (:meth:`~neuralgraph.meta.GraphFactory.set_data`).
+            Runs on the PyTorch path (the fused kernel takes no activations).
+            (default: ``False``)
 
     Shapes:
         - **input:** graph (or Batch) with ``weight`` :math:`(|E|)`, ``hidden``
@@ -117,7 +137,7 @@ class WeightTransformer(MessagePassing):
                  normalize: bool = True, update_scale: float = 0.1, chunk_size: int = 16384,
                  checkpointing: bool = False, eps: float = 1e-6, min_dense: int = 4096,
                  zero_init: bool = True, workers: Optional[int] = None,
-                 native: Optional[bool] = None) -> None:
+                 native: Optional[bool] = None, data_conditioned: bool = False) -> None:
         super().__init__(aggr="sum", node_dim=0)
         if head_dim % 2:
             raise ValueError(f"head_dim must be even for RoPE, got {head_dim}")
@@ -143,6 +163,7 @@ class WeightTransformer(MessagePassing):
         self.zero_init = zero_init
         self.workers = workers
         self.native = native
+        self.data_conditioned = data_conditioned
         self.eps = eps
         d_in, dim = 1 + hidden_dim, heads * head_dim
         self.dim = dim
@@ -154,6 +175,8 @@ class WeightTransformer(MessagePassing):
         self.norm2 = nn.LayerNorm(dim)
         self.out = nn.Linear(head_width, d_in)
         self.head = nn.Sequential(nn.Linear(dim, head_width), nn.GELU(), self.out)
+        # source / target activations -> residual stream (zero at start: the update ignores the data)
+        self.data_proj = nn.Linear(2, dim, bias=False) if data_conditioned else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -162,6 +185,8 @@ class WeightTransformer(MessagePassing):
                   self.head[0]):
             m.reset_parameters()
         init_update_layer(self.out, self.zero_init)
+        if self.data_proj is not None:
+            nn.init.zeros_(self.data_proj.weight)
 
     # ------------------------------------------------------------------------------
     @property
@@ -252,12 +277,15 @@ class WeightTransformer(MessagePassing):
         return fwd.total(), fwd.z, bwd.total(), bwd.z
 
     def _update(self, graph: object, chunk: Chunk, s_f: Tensor, z_f: Tensor, s_b: Tensor,
-                z_b: Tensor, fold: Optional["_Folded"] = None) -> Tensor:
-        """Pass 2 for one chunk: attention, residual block and head -> ``[n, 1+H]``."""
+                z_b: Tensor, fold: Optional["_Folded"] = None, acts: Optional[Tensor] = None) -> Tensor:
+        """Pass 2 for one chunk: attention, residual block and head -> ``[n, 1+H]``
+        (``acts``: the data-conditioned rule's ``[|E|, 2]`` source / target activations)."""
         sl, dim = chunk[2], self.dim
         qu = self._project(graph, sl, self.qu, None if fold is None else (fold.qu, fold.qu_w, fold.qu_bias))
         # qu: (n, 3D) = q_f | q_b | u
         q2, u = qu.split([2 * dim, dim], dim=1)
+        if acts is not None:
+            u = torch.addmm(u, acts[sl], self.data_proj.weight.t())  # type: ignore[union-attr]
         q, q_rot = self._phi_rot(graph, chunk, q2, fold is not None)
         a_f, a_b = contract(chunk, q_rot.split(dim, dim=1), q.split(dim, dim=1),
                             (s_f, z_f), (s_b, z_b), self.heads, self.eps, self.normalize)
@@ -281,21 +309,32 @@ class WeightTransformer(MessagePassing):
         s = self.update_scale
         return torch.sigmoid(out).mul_(2.0 * s).sub_(s)  # out is already 2y
 
+    def edge_activations(self, graph: object, x: Optional[Tensor] = None) -> Tensor:
+        """``[|E|, 2]``: the mean activation of each edge's source and target neuron on ``x``
+        (else the graph's probe batch), as the data-conditioned rule reads them."""
+        from neuralgraph.functional import node_activations
+
+        x, weight, _ = probe_batch(graph, x, self.__class__.__name__)
+        act = node_activations(graph, x, weight)
+        src, dst = graph.edge_index  # type: ignore[attr-defined]
+        return torch.stack([act[src], act[dst]], dim=1)
+
     def forward(self, graph: object, x: Optional[Tensor] = None) -> RuleOutput:
-        if x is not None:
+        if x is not None and not self.data_conditioned:
             raise ValueError("WeightTransformer is not data-conditioned; call it without x")
         check_hidden(graph, self.hidden_dim, self.__class__.__name__)
         if getattr(graph, "edge_pos", None) is None:
             raise ValueError("WeightTransformer needs graph.edge_pos [E, 5] for RoPE")
         num_nodes = graph.num_nodes  # type: ignore[attr-defined]
         weight = graph.weight  # type: ignore[attr-defined]
+        acts = self.edge_activations(graph, x) if self.data_conditioned else None
         # without autograd: the fused kernel where it runs (autograd always takes the PyTorch path)
         if not torch.is_grad_enabled() and self.native is not False and \
                 fused.use_kernel(self, fused.can_run(self, graph)):
             return fused.wt_forward(self, graph, fused.kernel_workers(self))
         if not torch.is_grad_enabled():
             parts = list(chunks(block_layout(graph, self.min_dense), self.chunk_size))
-            return self._forward_no_grad(graph, parts, num_nodes, weight)
+            return self._forward_no_grad(graph, parts, num_nodes, weight, acts)
         # with autograd, small parameter tensors are cheaper as dense blocks than as scatters
         # (measured on the CNN meta-training graphs: 10-18% faster forward + backward)
         parts = list(chunks(block_layout(graph, min(self.min_dense, MIN_DENSE_GRAD)), self.chunk_size))
@@ -311,13 +350,13 @@ class WeightTransformer(MessagePassing):
         s_f, z_f = fwd.finalize(self.heads, self.head_dim)
         s_b, z_b = bwd.finalize(self.heads, self.head_dim)
         outs: List[Tensor] = [  # pass 2: per-edge updates
-            checkpoint(self._update, graph, c, s_f, z_f, s_b, z_b, use_reentrant=False)
-            if ckpt else self._update(graph, c, s_f, z_f, s_b, z_b) for c in parts]
+            checkpoint(self._update, graph, c, s_f, z_f, s_b, z_b, None, acts, use_reentrant=False)
+            if ckpt else self._update(graph, c, s_f, z_f, s_b, z_b, acts=acts) for c in parts]
         out = torch.cat(outs) if len(outs) > 1 else outs[0]
         return out[:, 0], out[:, 1:]
 
     def _forward_no_grad(self, graph: object, parts: List[Chunk], num_nodes: int,
-                         weight: Tensor) -> RuleOutput:
+                         weight: Tensor, acts: Optional[Tensor] = None) -> RuleOutput:
         """Inference: folded parameters, outputs written in place, and on CPU whole chunks
         spread over ``workers`` threads (per-thread node states summed after pass 1)."""
         fold = self._fold()
@@ -331,14 +370,15 @@ class WeightTransformer(MessagePassing):
         out = weight.new_empty(weight.numel(), 1 + self.hidden_dim)
 
         def update(i: int, c: Chunk) -> None:
-            out[c[2]] = self._update(graph, c, s_f, z_f, s_b, z_b, fold=fold)
+            out[c[2]] = self._update(graph, c, s_f, z_f, s_b, z_b, fold=fold, acts=acts)
 
         parallel_chunks(update, parts, workers)
         return out[:, 0], out[:, 1:]
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.hidden_dim}, heads={self.heads}, "
-                f"head_dim={self.head_dim}, rope={all(self.rope) if len(set(self.rope)) == 1 else self.rope})")
+                f"head_dim={self.head_dim}, rope={all(self.rope) if len(set(self.rope)) == 1 else self.rope}"
+                + (", data_conditioned=True)" if self.data_conditioned else ")"))
 
 
 @dataclass

@@ -47,7 +47,7 @@ from neuralgraph.meta.pool import SamplePool
 from neuralgraph.meta.widen import widen_rule
 from neuralgraph.positional import nested_code_map
 
-__all__ = ["MetaTrainer", "build_rule", "load_rule", "factory_from_config", "RULE_FORMAT"]
+__all__ = ["MetaTrainer", "build_rule", "load_rule", "load_start_rule", "factory_from_config", "RULE_FORMAT"]
 
 RULE_FORMAT = "neuralgraph-rule"
 
@@ -65,6 +65,29 @@ def build_rule(cfg: MetaConfig) -> nn.Module:
 
 #: Training images a data-conditioned rule sees (the first ones of the training split, fixed).
 PROBE_SIZE = 256
+
+
+def load_start_rule(rule: nn.Module, start: nn.Module) -> None:
+    """Load the trained rule ``start`` into ``rule`` (``train.init_rule``).
+
+    The state dicts must match, except that a data-conditioned Weight Transformer takes a
+    rule without data conditioning: its data projection keeps its zero initialisation, so
+    it computes ``start``'s update exactly until training moves it.
+
+    Raises:
+        RuntimeError: the parameters do not match (``load_state_dict``'s message).
+    """
+    state = start.state_dict()
+    data_keys = {k for k in rule.state_dict() if k.startswith("data_proj.")}
+    if getattr(rule, "data_conditioned", False) and not getattr(start, "data_conditioned", False) \
+            and data_keys and not data_keys & set(state):
+        for k, v in rule.state_dict().items():
+            if k in data_keys:
+                if v.any():
+                    raise RuntimeError(f"{k} of the data-conditioned rule is not zero; it would change "
+                                       f"the loaded rule's update")
+                state[k] = v
+    rule.load_state_dict(state)
 
 
 def factory_from_config(cfg: MetaConfig, split: Optional[Split] = None) -> GraphFactory:
@@ -148,7 +171,7 @@ class MetaTrainer:
                 if t.init_widen:
                     widen_rule(start, self.rule, _hidden_map(start_cfg, cfg))
                 else:
-                    self.rule.load_state_dict(start.state_dict())
+                    load_start_rule(self.rule, start)
             except (RuntimeError, ValueError) as exc:
                 raise CheckpointError(f"train.init_rule {t.init_rule} does not fit rule {cfg.rule.name} "
                                       f"{cfg.rule.kwargs}: {exc}") from exc

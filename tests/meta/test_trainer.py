@@ -252,3 +252,27 @@ def test_kernel_offsets_code_the_same_spatial_offset_alike_in_every_kernel_size(
                                 "rule": {"name": "weight_transformer", "kwargs": {"hidden_dim": 10}}})
     from neuralgraph.meta.trainer import factory_from_config
     assert factory_from_config(cfg, split=object()).kernel_offsets
+
+
+def test_data_conditioned_weight_transformer_starts_from_a_plain_one(tmp_path):
+    """``train.init_rule`` loads a Weight Transformer without data conditioning into a
+    data-conditioned one (zero data projection: same update), which then trains on the
+    factory's probe batch, through the pool and zero-out, and moves its projection."""
+    wt = {"name": "weight_transformer", "kwargs": {"hidden_dim": 4, "ff_dim": 8, "head_width": 8,
+                                                   "zero_init": False}}
+    plain = tiny_config(tmp_path / "a", meta_steps=2, pool_size=0)
+    plain["rule"] = copy.deepcopy(wt)
+    MetaTrainer(MetaConfig.from_dict(plain)).fit()
+    dc = tiny_config(tmp_path / "b", meta_steps=4, init_rule=str(tmp_path / "a" / "rule.pt"))
+    dc["rule"] = copy.deepcopy(wt)
+    dc["rule"]["kwargs"]["data_conditioned"] = True
+    trainer = MetaTrainer(MetaConfig.from_dict(dc))
+    start, _ = load_rule(tmp_path / "a" / "rule.pt")
+    assert not trainer.rule.data_proj.weight.any()
+    for name, p in start.named_parameters():
+        assert torch.equal(p, trainer.rule.get_parameter(name)), name
+    hist = trainer.fit()
+    assert all(torch.isfinite(torch.tensor([h["loss"] for h in hist])))
+    assert trainer.rule.data_proj.weight.abs().max() > 0
+    rule, _ = load_rule(tmp_path / "b" / "rule.pt")
+    assert rule.data_conditioned and torch.equal(rule.data_proj.weight, trainer.rule.data_proj.weight)
