@@ -147,10 +147,8 @@ class MLPRule(MessagePassing):
         if self.data_conditioned:
             from neuralgraph.functional import edge_correlations, node_activations
 
-            given = x is not None
-            x, weight, probe_y = probe_batch(graph, x, "MLPRule")
-            if not given:  # the factory's probe batch and its labels
-                y = probe_y if y is None else y
+            x, weight, probe_y = probe_batch(graph, x, "MLPRule")  # probe_y: None when x is given
+            y = probe_y if y is None else y
             act = node_activations(graph, x, weight)
             if self.coactivation is not None:
                 if self.coactivation == "labels" and y is None:
