@@ -120,6 +120,26 @@ def test_k5_region_cnn_rule_grows_an_unseen_kernel5_cnn_to_95():
     assert acc >= 0.94
 
 
+def test_k5_three_step_region_rule_grows_the_unseen_cnn_to_96():
+    """The kernel-5 region rule continued with a 3-step horizon (`grow_cnn_k5_region3`, 2026-11-30,
+    session 13): the unseen `cnn:m=0.5,k=5,h=100` grows in 3 rule steps to 96.96% on the 10,000 test
+    images (2 rule steps with `wt_mnist_cnn_k5.pt`: 96.38%; docs/results/grow_cnn.md)."""
+    from neuralgraph.datasets import mnist_tensors
+    from neuralgraph.meta.grow import accuracy, unroll
+
+    rule, cfg = load_rule(CHECKPOINTS / "wt_mnist_cnn_k5s3.pt")
+    spec = "cnn:m=0.5,k=5,h=100"
+    assert cfg.name == "grow_cnn_k5_region3" and spec not in cfg.trained_archs()
+    assert cfg.train.steps_min == cfg.train.steps_max == 3 and cfg.grow.fire_rate == 1.0
+    factory = factory_from_config(cfg)
+    template = factory.template(spec)
+    x, y = mnist_tensors("mnist", "test", flatten=False)
+    with torch.no_grad():
+        w, _ = unroll(template, rule, factory.fresh(spec), 3, cfg.grow.fire_rate, 0, use_checkpoint=False)
+        acc = accuracy(template, factory.network_weight(spec, w), x[:1000], y[:1000])[0]
+    assert acc >= 0.95
+
+
 def test_5050_region_mlp_rule_grows_the_held_out_784_50_50_10():
     """The held-out region rule (`mnist_heldout_region4c`, 2026-11-30: training MLPs 40/60 x 40/60, then
     45/55 x 45/55, 4 rule steps): 784-50-50-10, never trained on, 97.01% on the 10,000 test images at
