@@ -100,43 +100,42 @@ def test_mnist_cnn_rule_grows_an_unseen_cnn(spec, floor):
     assert old_cfg.name == "grow_cnn_stage2" and not old_cfg.grow.kernel_offsets
 
 
+UNSEEN_K5_CNN = "cnn:m=0.5,k=5,h=100"
+
+
+def _grow_unseen_k5_cnn(rule_file: str, steps: int):
+    """Load a shipped kernel-5 region rule, check that it never trained on ``UNSEEN_K5_CNN`` and grows with
+    every edge firing, and return ``(config, accuracy)`` of that CNN after ``steps`` rule steps on the first
+    1,000 MNIST test images."""
+    from neuralgraph.datasets import mnist_tensors
+    from neuralgraph.meta.grow import accuracy, unroll
+
+    rule, cfg = load_rule(CHECKPOINTS / rule_file)
+    spec = UNSEEN_K5_CNN
+    assert spec not in cfg.trained_archs() and cfg.grow.fire_rate == 1.0
+    factory = factory_from_config(cfg)
+    template = factory.template(spec)
+    x, y = mnist_tensors("mnist", "test", flatten=False)
+    with torch.no_grad():
+        w, _ = unroll(template, rule, factory.fresh(spec), steps, cfg.grow.fire_rate, 0, use_checkpoint=False)
+        return cfg, accuracy(template, factory.network_weight(spec, w), x[:1000], y[:1000])[0]
+
+
 def test_k5_region_cnn_rule_grows_an_unseen_kernel5_cnn_to_95():
     """The kernel-5 region rule (`grow_cnn_k5_region`, 2026-11-30: the span rule continued on three
     kernel-5 CNNs, every edge firing): the unseen `cnn:m=0.5,k=5,h=100` (its filters from one training CNN,
     its dense width from another) grows in 2 rule steps to 96.4% on the 10,000 test images (95.7% on the
     first 1,000 used here; docs/results/grow_cnn.md; the general rule: 77% on the first 2,000)."""
-    from neuralgraph.datasets import mnist_tensors
-    from neuralgraph.meta.grow import accuracy, unroll
-
-    rule, cfg = load_rule(CHECKPOINTS / "wt_mnist_cnn_k5.pt")
-    spec = "cnn:m=0.5,k=5,h=100"
-    assert cfg.name == "grow_cnn_k5_region" and spec not in cfg.trained_archs() and cfg.grow.fire_rate == 1.0
-    factory = factory_from_config(cfg)
-    template = factory.template(spec)
-    x, y = mnist_tensors("mnist", "test", flatten=False)
-    with torch.no_grad():
-        w, _ = unroll(template, rule, factory.fresh(spec), 2, cfg.grow.fire_rate, 0, use_checkpoint=False)
-        acc = accuracy(template, factory.network_weight(spec, w), x[:1000], y[:1000])[0]
-    assert acc >= 0.94
+    cfg, acc = _grow_unseen_k5_cnn("wt_mnist_cnn_k5.pt", 2)
+    assert cfg.name == "grow_cnn_k5_region" and acc >= 0.94
 
 
 def test_k5_three_step_region_rule_grows_the_unseen_cnn_to_96():
     """The kernel-5 region rule continued with a 3-step horizon (`grow_cnn_k5_region3`, 2026-11-30,
     session 13): the unseen `cnn:m=0.5,k=5,h=100` grows in 3 rule steps to 96.96% on the 10,000 test
     images (2 rule steps with `wt_mnist_cnn_k5.pt`: 96.38%; docs/results/grow_cnn.md)."""
-    from neuralgraph.datasets import mnist_tensors
-    from neuralgraph.meta.grow import accuracy, unroll
-
-    rule, cfg = load_rule(CHECKPOINTS / "wt_mnist_cnn_k5s3.pt")
-    spec = "cnn:m=0.5,k=5,h=100"
-    assert cfg.name == "grow_cnn_k5_region3" and spec not in cfg.trained_archs()
-    assert cfg.train.steps_min == cfg.train.steps_max == 3 and cfg.grow.fire_rate == 1.0
-    factory = factory_from_config(cfg)
-    template = factory.template(spec)
-    x, y = mnist_tensors("mnist", "test", flatten=False)
-    with torch.no_grad():
-        w, _ = unroll(template, rule, factory.fresh(spec), 3, cfg.grow.fire_rate, 0, use_checkpoint=False)
-        acc = accuracy(template, factory.network_weight(spec, w), x[:1000], y[:1000])[0]
+    cfg, acc = _grow_unseen_k5_cnn("wt_mnist_cnn_k5s3.pt", 3)
+    assert cfg.name == "grow_cnn_k5_region3" and cfg.train.steps_min == cfg.train.steps_max == 3
     assert acc >= 0.95
 
 
