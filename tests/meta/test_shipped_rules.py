@@ -108,17 +108,13 @@ def _grow_unseen_k5_cnn(rule_file: str, steps: int):
     every edge firing, and return ``(config, accuracy)`` of that CNN after ``steps`` rule steps on the first
     1,000 MNIST test images."""
     from neuralgraph.datasets import mnist_tensors
-    from neuralgraph.meta.grow import accuracy, unroll
 
     rule, cfg = load_rule(CHECKPOINTS / rule_file)
-    spec = UNSEEN_K5_CNN
-    assert spec not in cfg.trained_archs() and cfg.grow.fire_rate == 1.0
-    factory = factory_from_config(cfg)
-    template = factory.template(spec)
+    assert UNSEEN_K5_CNN not in cfg.trained_archs() and cfg.grow.fire_rate == 1.0
     x, y = mnist_tensors("mnist", "test", flatten=False)
-    with torch.no_grad():
-        w, _ = unroll(template, rule, factory.fresh(spec), steps, cfg.grow.fire_rate, 0, use_checkpoint=False)
-        return cfg, accuracy(template, factory.network_weight(spec, w), x[:1000], y[:1000])[0]
+    rec = grow_trajectory(factory_from_config(cfg), rule, UNSEEN_K5_CNN, steps, cfg.grow.fire_rate, 0,
+                          (x[:1000], y[:1000]), every=steps)
+    return cfg, rec["acc"][-1]
 
 
 def test_k5_region_cnn_rule_grows_an_unseen_kernel5_cnn_to_95():
