@@ -1,7 +1,8 @@
 """Evaluate a CNN-growing rule on the seed-000 grid (m x h, one heatmap per kernel size).
 
 Training architectures are outlined in red.  Accuracy is on the test set of the rule's dataset
-(MNIST or Fashion-MNIST; ``--dataset`` overrides; ``--test-size`` images), after ``--steps`` rule
+(MNIST or Fashion-MNIST; ``--dataset`` overrides; ``--test-size`` images; ``--split val`` takes the
+meta-trainer's validation images instead, for choosing a snapshot), after ``--steps`` rule
 steps, no backprop.  ``--adam-steps N`` also trains every grid architecture from PyTorch's default
 initialisation with Adam (lr 1e-3, batch 64, N steps) and reports its test accuracy beside the grown one.
 
@@ -30,10 +31,12 @@ def _fmt(m: float) -> str:
 def run(rule_path: Optional[str] = None, ms: Sequence[float] = (0.125, 0.25), hs: Sequence[int] = (16, 32),
         ks: Sequence[int] = (3, 4), steps: Optional[int] = None, test_size: int = 2000, seed: int = 0,
         out: Optional[str] = None, dataset: Optional[str] = None, adam_steps: int = 0,
-        fire_rate: Optional[float] = None) -> Dict[str, Any]:
+        fire_rate: Optional[float] = None, split: str = "test") -> Dict[str, Any]:
     """Grow every ``cnn:m,k,h`` of the grid and return ``{k: [[acc per m] per h]}`` plus summaries.
 
     ``fire_rate`` overrides the rule's ``grow.fire_rate`` (1.0: every edge updates, growth is deterministic).
+    ``split``: ``"test"`` (the official test set) or ``"val"`` (the validation images the meta-trainer
+    holds out of the training set: ``data.val_fraction`` and ``data.split_seed`` of the rule's config).
 
     With ``adam_steps > 0`` every cell is also trained with Adam (``"adam_acc"``, same layout)."""
     from neuralgraph.datasets import mnist_tensors
@@ -47,7 +50,14 @@ def run(rule_path: Optional[str] = None, ms: Sequence[float] = (0.125, 0.25), hs
     factory = factory_from_config(cfg)
     n_steps = steps if steps is not None else cfg.train.steps_max
     dataset = dataset or cfg.data.name
-    x, y = mnist_tensors(dataset, "test", flatten=False)
+    if split == "test":
+        x, y = mnist_tensors(dataset, "test", flatten=False)
+    elif split == "val":
+        from neuralgraph.datasets.splits import load_split
+
+        x, y = load_split(dataset, cfg.data.val_fraction, 0.0, cfg.data.split_seed, flatten=False).val
+    else:
+        raise ValueError(f"split must be 'test' or 'val', got {split!r}")
     x, y = x[:test_size], y[:test_size]
     train_xy = mnist_tensors(dataset, "train", flatten=False) if adam_steps > 0 else None
     adam_grids: Dict[int, List[List[float]]] = {}
@@ -81,7 +91,8 @@ def run(rule_path: Optional[str] = None, ms: Sequence[float] = (0.125, 0.25), hs
             if adam_grid:
                 adam_grids[k] = adam_grid
     flat = [v for g in grids.values() for row in g for v in row]
-    result = {"rule": str(rule_path or SHIPPED_RULE), "dataset": dataset, "steps": n_steps, "test_size": test_size,
+    result = {"rule": str(rule_path or SHIPPED_RULE), "dataset": dataset, "split": split, "steps": n_steps,
+              "test_size": test_size,
               "fire_rate": cfg.grow.fire_rate,
               "ms": list(ms), "hs": list(hs), "ks": list(ks), "acc": {str(k): g for k, g in grids.items()},
               "trained": sorted([list(t) for t in trained]), "parameters": params,
@@ -151,8 +162,8 @@ def _plot(result: Dict[str, Any], trained: set, out: Path) -> None:
         ax.set_xlabel("filter multiplier m")
         ax.set_ylabel("dense width h")
         ax.set_title(f"kernel {k}", fontsize=9)
-    fig.suptitle(f"grown CNNs, {result.get('dataset', 'mnist')} test acc after {result['steps']} rule steps "
-                 "(red: training archs)", fontsize=9)
+    fig.suptitle(f"grown CNNs, {result.get('dataset', 'mnist')} {result.get('split', 'test')} acc after "
+                 f"{result['steps']} rule steps (red: training archs)", fontsize=9)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out.with_suffix(".png"), dpi=90)
@@ -169,7 +180,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--dataset", default=None, help="mnist or fashion-mnist (default: the rule's dataset)")
     parser.add_argument("--adam-steps", type=int, default=0, help="also train each cell with Adam this long")
-    parser.add_argument("--test-size", type=int, default=2000)
+    parser.add_argument("--test-size", type=int, default=2000, help="images evaluated (the first N of the split)")
+    parser.add_argument("--split", default="test", choices=["test", "val"],
+                        help="test set, or the meta-trainer's validation images (to choose a snapshot)")
     parser.add_argument("--fire-rate", type=float, default=None,
                         help="fraction of edges updated per rule step (default: the rule's grow.fire_rate)")
     parser.add_argument("--threads", type=int, default=2)
@@ -180,8 +193,8 @@ def main() -> None:
     if args.quick:
         args.ms, args.hs, args.ks, args.test_size = [0.125, 0.25], [16], [4], 200
     res = run(args.rule, args.ms, args.hs, args.ks, args.steps, args.test_size, out=args.out,
-              dataset=args.dataset, adam_steps=args.adam_steps, fire_rate=args.fire_rate)
-    keys = ("dataset", "mean", "best", "fraction_ge_95", "seconds", "adam_mean", "adam_best", "adam_seconds")
+              dataset=args.dataset, adam_steps=args.adam_steps, fire_rate=args.fire_rate, split=args.split)
+    keys = ("dataset", "split", "mean", "best", "fraction_ge_95", "seconds", "adam_mean", "adam_best", "adam_seconds")
     print(json.dumps({k: res[k] for k in keys if k in res}))
 
 

@@ -46,3 +46,33 @@ def test_grid_fire_rate(grid_eval):
     assert full[0]["fire_rate"] == 1.0 and full[0]["acc"] == full[1]["acc"]
     with pytest.raises(ValueError, match="fire_rate must lie in"):
         grid_eval.run(None, fire_rate=1.5, **kw)
+
+
+def test_grid_on_the_validation_split(grid_eval):
+    """``split="val"`` grows the same networks and scores them on the meta-trainer's validation images
+    (held out of the training set), which differ from the test images; a bad split name is refused."""
+    import torch
+
+    from neuralgraph.datasets.splits import load_split
+    from neuralgraph.demo import SHIPPED_RULE
+    from neuralgraph.meta.grow import accuracy, unroll
+    from neuralgraph.meta.trainer import factory_from_config, load_rule
+
+    kw = dict(ms=[0.125], hs=[16], ks=[5], steps=1, test_size=300, fire_rate=1.0)
+    val = grid_eval.run(None, split="val", **kw)
+    test = grid_eval.run(None, **kw)
+    assert val["split"] == "val" and test["split"] == "test"
+    # the same grown network, scored by hand on the first 300 validation images
+    rule, cfg = load_rule(SHIPPED_RULE)
+    cfg.set_fire_rate(1.0)
+    factory = factory_from_config(cfg)
+    spec = "cnn:m=0.125,k=5,h=16"
+    x, y = load_split("mnist", cfg.data.val_fraction, 0.0, cfg.data.split_seed, flatten=False).val
+    with torch.no_grad():
+        w, _ = unroll(factory.template(spec), rule, factory.fresh(spec, torch.Generator().manual_seed(0)), 1, 1.0, 0,
+                      use_checkpoint=False)
+        want = accuracy(factory.template(spec), factory.network_weight(spec, w), x[:300], y[:300])[0]
+    assert val["acc"]["5"][0][0] == pytest.approx(want)
+    assert val["acc"] != test["acc"]  # 300 other images: the two accuracies differ
+    with pytest.raises(ValueError, match="split must be"):
+        grid_eval.run(None, split="train", **kw)
