@@ -3,6 +3,9 @@
     full:  python examples/zero_out.py --rule runs/mnist_grid/rule.pt --arch 784-50-50-10 \
                --grow 20 --after 40 --json docs/results/zero_out.json --plot docs/figures/meta_zero_out.png
     quick: python examples/zero_out.py --quick
+
+``--split val`` scores on the validation images the meta-trainer held out (to choose a snapshot before
+taking test numbers); the default is the test set.
 """
 
 from __future__ import annotations
@@ -18,23 +21,27 @@ from neuralgraph.meta import grow_trajectory, load_rule, zero_out
 from neuralgraph.meta.trainer import factory_from_config
 
 
-def run(rule_path: str, arch: str, grow: int, after: int, seeds: int, fraction: float = 0.3) -> Dict[str, Any]:
+def run(rule_path: str, arch: str, grow: int, after: int, seeds: int, fraction: float = 0.3,
+        split_name: str = "test") -> Dict[str, Any]:
     torch.set_num_threads(1)
     rule, cfg = load_rule(rule_path)
     d = cfg.data
     split = load_split(d.name, d.val_fraction, d.test_fraction, d.split_seed, d.root, flatten=d.flatten)
+    if split_name not in ("val", "test"):
+        raise ValueError(f"split must be 'val' or 'test', got {split_name!r}")
+    data = getattr(split, split_name)
     factory = factory_from_config(cfg)
     layer = factory.template(arch).edge_pos[:, 0]
     runs = []
     for seed in range(seeds):
-        first = grow_trajectory(factory, rule, arch, grow, cfg.grow.fire_rate, seed, split.test)
+        first = grow_trajectory(factory, rule, arch, grow, cfg.grow.fire_rate, seed, data)
         peak_step = first["step"][first["acc"].index(max(first["acc"]))]
         # regrow to the peak step (same seed = same trajectory), then perturb
-        st = grow_trajectory(factory, rule, arch, peak_step, cfg.grow.fire_rate, seed, split.test)
+        st = grow_trajectory(factory, rule, arch, peak_step, cfg.grow.fire_rate, seed, data)
         gen = torch.Generator().manual_seed(10_000 + seed)
         w, h = st["state"]
         w, lay = zero_out(w, layer, fraction, gen)
-        second = grow_trajectory(factory, rule, arch, after, cfg.grow.fire_rate, 20_000 + seed, split.test,
+        second = grow_trajectory(factory, rule, arch, after, cfg.grow.fire_rate, 20_000 + seed, data,
                                  state=(w, h))
         peak = max(first["acc"])
         runs.append({"seed": seed, "peak_acc": peak, "peak_step": peak_step, "zeroed_layer": lay,
@@ -44,7 +51,8 @@ def run(rule_path: str, arch: str, grow: int, after: int, seeds: int, fraction: 
                                                    if s > 0 and a >= peak - 0.02), None),
                      "curve": {"step": first["step"][:peak_step + 1] + [peak_step + s for s in second["step"]],
                                "acc": first["acc"][:peak_step + 1] + second["acc"]}})
-    return {"rule": rule_path, "arch": arch, "fraction": fraction, "grow": grow, "after": after, "runs": runs}
+    return {"rule": rule_path, "arch": arch, "split": split_name, "fraction": fraction, "grow": grow,
+            "after": after, "runs": runs}
 
 
 def main(argv: Any = None) -> int:
@@ -56,6 +64,7 @@ def main(argv: Any = None) -> int:
     p.add_argument("--grow", type=int, default=20, help="steps before the perturbation (peak searched here)")
     p.add_argument("--after", type=int, default=40, help="steps after the perturbation")
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--split", default="test", choices=["val", "test"])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--json")
     p.add_argument("--plot")
@@ -63,13 +72,13 @@ def main(argv: Any = None) -> int:
     if a.quick:
         a.rule = quick_rule("examples/iris.yaml", tempfile.mkdtemp(prefix="zo_"))
         a.arch, a.grow, a.after, a.seeds = "4-8-8-3", 3, 3, 1
-    res = run(a.rule, a.arch, a.grow, a.after, a.seeds)
+    res = run(a.rule, a.arch, a.grow, a.after, a.seeds, split_name=a.split)
     if a.plot:
         from neuralgraph.meta.plots import curves
 
         r0 = res["runs"]
         curves({f"seed {r['seed']}": (r["curve"]["step"], r["curve"]["acc"]) for r in r0}, a.plot, "rule step",
-               "test accuracy", f"{a.arch}: zero-out (random layer + 30%) at the peak (red)",
+               f"{a.split} accuracy", f"{a.arch}: zero-out (random layer + 30%) at the peak (red)",
                vlines=[r["peak_step"] + 0.5 for r in r0])
     res.update(provenance())
     write_json(res, a.json)

@@ -41,6 +41,27 @@ def test_zero_out_quick(examples, tmp_path):
     assert run["zeroed_layer"] in (0, 1, 2) and len(run["curve"]["acc"]) == len(run["curve"]["step"])
 
 
+def test_zero_out_on_the_validation_split(examples, tmp_path):
+    """``--split val`` scores on iris's 15 validation flowers (the quick config's split), not the 30 test ones."""
+    assert examples("zero_out").main(["--quick", "--split", "val", "--json", str(tmp_path / "z.json")]) == 0
+    res = json.loads((tmp_path / "z.json").read_text())
+    assert res["split"] == "val"
+    run = res["runs"][0]
+    assert all(abs(a * 15 - round(a * 15)) < 1e-4 for a in run["curve"]["acc"])
+    # the curve up to the zero-out is the growth scored by hand on the validation split
+    from neuralgraph.datasets.splits import load_split
+    from neuralgraph.meta import grow_trajectory, load_rule
+    from neuralgraph.meta.trainer import factory_from_config
+
+    rule, cfg = load_rule(res["rule"])
+    d = cfg.data
+    val = load_split(d.name, d.val_fraction, d.test_fraction, d.split_seed).val
+    want = grow_trajectory(factory_from_config(cfg), rule, "4-8-8-3", run["peak_step"], cfg.grow.fire_rate, 0, val)
+    assert run["curve"]["acc"][:run["peak_step"] + 1] == pytest.approx(want["acc"])
+    with pytest.raises(SystemExit):
+        examples("zero_out").main(["--quick", "--split", "train"])
+
+
 def test_configs_parse():
     from neuralgraph.meta import MetaConfig
 
