@@ -4,15 +4,16 @@
                --grow 20 --after 40 --json docs/results/zero_out.json --plot docs/figures/meta_zero_out.png
     quick: python examples/zero_out.py --quick
 
-``--split val`` scores on the validation images the meta-trainer held out (to choose a snapshot before
-taking test numbers); the default is the test set.
+``--layer L`` wipes layer ``L`` (0 = the input layer) instead of a random one. ``--split val`` scores on
+the validation images the meta-trainer held out (to choose a snapshot before taking test numbers); the
+default is the test set.
 """
 
 from __future__ import annotations
 
 import argparse
 import tempfile
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import torch
 
@@ -22,7 +23,7 @@ from neuralgraph.meta.trainer import factory_from_config
 
 
 def run(rule_path: str, arch: str, grow: int, after: int, seeds: int, fraction: float = 0.3,
-        split_name: str = "test") -> Dict[str, Any]:
+        split_name: str = "test", wipe_layer: Optional[int] = None) -> Dict[str, Any]:
     torch.set_num_threads(1)
     rule, cfg = load_rule(rule_path)
     d = cfg.data
@@ -40,7 +41,7 @@ def run(rule_path: str, arch: str, grow: int, after: int, seeds: int, fraction: 
         st = grow_trajectory(factory, rule, arch, peak_step, cfg.grow.fire_rate, seed, data)
         gen = torch.Generator().manual_seed(10_000 + seed)
         w, h = st["state"]
-        w, lay = zero_out(w, layer, fraction, gen)
+        w, lay = zero_out(w, layer, fraction, gen, wipe_layer)
         second = grow_trajectory(factory, rule, arch, after, cfg.grow.fire_rate, 20_000 + seed, data,
                                  state=(w, h))
         peak = max(first["acc"])
@@ -65,6 +66,7 @@ def main(argv: Any = None) -> int:
     p.add_argument("--after", type=int, default=40, help="steps after the perturbation")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--split", default="test", choices=["val", "test"])
+    p.add_argument("--layer", type=int, default=None, help="layer to wipe (0 = input layer; default: random)")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--json")
     p.add_argument("--plot")
@@ -72,7 +74,7 @@ def main(argv: Any = None) -> int:
     if a.quick:
         a.rule = quick_rule("examples/iris.yaml", tempfile.mkdtemp(prefix="zo_"))
         a.arch, a.grow, a.after, a.seeds = "4-8-8-3", 3, 3, 1
-    res = run(a.rule, a.arch, a.grow, a.after, a.seeds, split_name=a.split)
+    res = run(a.rule, a.arch, a.grow, a.after, a.seeds, split_name=a.split, wipe_layer=a.layer)
     if a.plot:
         from neuralgraph.meta.plots import curves
 

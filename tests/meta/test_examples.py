@@ -62,6 +62,14 @@ def test_zero_out_on_the_validation_split(examples, tmp_path):
         examples("zero_out").main(["--quick", "--split", "train"])
 
 
+def test_zero_out_wipes_the_layer_asked_for(examples, tmp_path):
+    assert examples("zero_out").main(["--quick", "--layer", "0", "--json", str(tmp_path / "z.json")]) == 0
+    run = json.loads((tmp_path / "z.json").read_text())["runs"][0]
+    assert run["zeroed_layer"] == 0
+    with pytest.raises(ValueError, match="layer 7 not in"):
+        examples("zero_out").main(["--quick", "--layer", "7"])
+
+
 def test_configs_parse():
     from neuralgraph.meta import MetaConfig
 
