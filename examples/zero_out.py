@@ -4,9 +4,9 @@
                --grow 20 --after 40 --json docs/results/zero_out.json --plot docs/figures/meta_zero_out.png
     quick: python examples/zero_out.py --quick
 
-``--layer L`` wipes layer ``L`` (0 = the input layer) instead of a random one. ``--split val`` scores on
-the validation images the meta-trainer held out (to choose a snapshot before taking test numbers); the
-default is the test set.
+``--layer L`` wipes layer ``L`` (0 = the input layer) instead of a random one; ``--fraction 0`` wipes
+the layer alone. ``--split val`` scores on the validation images the meta-trainer held out (to choose a
+snapshot before taking test numbers); the default is the test set.
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ def main(argv: Any = None) -> int:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--split", default="test", choices=["val", "test"])
     p.add_argument("--layer", type=int, default=None, help="layer to wipe (0 = input layer; default: random)")
+    p.add_argument("--fraction", type=float, default=0.3, help="share of the other weights zeroed too")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--json")
     p.add_argument("--plot")
@@ -74,7 +75,7 @@ def main(argv: Any = None) -> int:
     if a.quick:
         a.rule = quick_rule("examples/iris.yaml", tempfile.mkdtemp(prefix="zo_"))
         a.arch, a.grow, a.after, a.seeds = "4-8-8-3", 3, 3, 1
-    res = run(a.rule, a.arch, a.grow, a.after, a.seeds, split_name=a.split, wipe_layer=a.layer)
+    res = run(a.rule, a.arch, a.grow, a.after, a.seeds, a.fraction, split_name=a.split, wipe_layer=a.layer)
     if a.plot:
         from neuralgraph.meta.plots import curves
 

@@ -66,6 +66,10 @@ def test_zero_out_wipes_the_layer_asked_for(examples, tmp_path):
     assert examples("zero_out").main(["--quick", "--layer", "0", "--json", str(tmp_path / "z.json")]) == 0
     run = json.loads((tmp_path / "z.json").read_text())["runs"][0]
     assert run["zeroed_layer"] == 0
+    argv = ["--quick", "--layer", "1", "--fraction", "0", "--json", str(tmp_path / "y.json")]
+    assert examples("zero_out").main(argv) == 0
+    res = json.loads((tmp_path / "y.json").read_text())
+    assert res["fraction"] == 0.0 and res["runs"][0]["zeroed_layer"] == 1
     with pytest.raises(ValueError, match="layer 7 not in"):
         examples("zero_out").main(["--quick", "--layer", "7"])
 
