@@ -24,12 +24,12 @@ from neuralgraph.meta.trainer import factory_from_config
 
 def run(rule_path: str, arch: str, grow: int, after: int, seeds: int, fraction: float = 0.3,
         split_name: str = "test", wipe_layer: Optional[int] = None) -> Dict[str, Any]:
+    if split_name not in ("val", "test"):
+        raise ValueError(f"split must be 'val' or 'test', got {split_name!r}")
     torch.set_num_threads(1)
     rule, cfg = load_rule(rule_path)
     d = cfg.data
     split = load_split(d.name, d.val_fraction, d.test_fraction, d.split_seed, d.root, flatten=d.flatten)
-    if split_name not in ("val", "test"):
-        raise ValueError(f"split must be 'val' or 'test', got {split_name!r}")
     data = getattr(split, split_name)
     factory = factory_from_config(cfg)
     layer = factory.template(arch).edge_pos[:, 0]
@@ -80,8 +80,9 @@ def main(argv: Any = None) -> int:
         from neuralgraph.meta.plots import curves
 
         r0 = res["runs"]
+        wiped = "random layer" if a.layer is None else f"layer {a.layer}"
         curves({f"seed {r['seed']}": (r["curve"]["step"], r["curve"]["acc"]) for r in r0}, a.plot, "rule step",
-               f"{a.split} accuracy", f"{a.arch}: zero-out (random layer + 30%) at the peak (red)",
+               f"{a.split} accuracy", f"{a.arch}: zero-out ({wiped} + {a.fraction:.0%}) at the peak (red)",
                vlines=[r["peak_step"] + 0.5 for r in r0])
     res.update(provenance())
     write_json(res, a.json)
