@@ -3,7 +3,8 @@
 For each architecture and each parametrised layer: grow ``--steps`` rule steps from the fresh state
 (no backprop), set that layer's weights and ``--fraction`` of all other weights to zero (hidden states
 are kept), then apply ``--regrow`` more rule steps.  Reports MNIST test accuracy grown / damaged /
-regrown, as JSON.
+regrown, as JSON.  ``--fire-rate`` sets the share of edges each rule step updates (default: the rule's
+training fire rate); the kernel-5 rules are trained and evaluated with 1.0.
 
     python examples/grow_cnn_zero_out.py --archs cnn:m=0.5,k=3,h=100 --out docs/figures/grow_cnn_zero_out.json
 """
@@ -19,7 +20,10 @@ import torch
 
 
 def run(rule_path: Optional[str], archs: Sequence[str], steps: Optional[int], regrow: Optional[int],
-        fraction: float = 0.3, test_size: int = 2000, seed: int = 0) -> Dict[str, Any]:
+        fraction: float = 0.3, test_size: int = 2000, seed: int = 0,
+        fire_rate: Optional[float] = None) -> Dict[str, Any]:
+    if fire_rate is not None and not 0.0 < fire_rate <= 1.0:
+        raise ValueError(f"fire_rate must lie in (0, 1], got {fire_rate}")
     from neuralgraph.datasets import mnist_tensors
     from neuralgraph.demo import SHIPPED_RULE
     from neuralgraph.meta.grow import accuracy, unroll
@@ -30,6 +34,7 @@ def run(rule_path: Optional[str], archs: Sequence[str], steps: Optional[int], re
     factory = factory_from_config(cfg)
     n = steps if steps is not None else cfg.train.steps_max
     r = regrow if regrow is not None else n
+    fr = cfg.grow.fire_rate if fire_rate is None else fire_rate
     x, y = mnist_tensors(cfg.data.name, "test", flatten=False)
     x, y = x[:test_size], y[:test_size]
     rows: List[Dict[str, Any]] = []
@@ -41,17 +46,17 @@ def run(rule_path: Optional[str], archs: Sequence[str], steps: Optional[int], re
                 return accuracy(tmpl, factory.network_weight(spec, w), x, y)[0]
 
             w, h = unroll(tmpl, rule, factory.fresh(spec, torch.Generator().manual_seed(seed)), n,
-                          cfg.grow.fire_rate, seed, use_checkpoint=False)
+                          fr, seed, use_checkpoint=False)
             grown = acc(w)
             layer = tmpl.edge_pos[:, 0]
             for lay in torch.unique(layer).tolist():
                 gen = torch.Generator().manual_seed(seed + 1 + lay)
                 wz, _ = zero_out(w, layer, fraction, gen, layer=lay)
-                w2, _ = unroll(tmpl, rule, (wz, h), r, cfg.grow.fire_rate, seed + 7, use_checkpoint=False)
+                w2, _ = unroll(tmpl, rule, (wz, h), r, fr, seed + 7, use_checkpoint=False)
                 rows.append({"arch": spec, "wiped_layer": lay, "grown": grown, "damaged": acc(wz),
                              "regrown": acc(w2)})
                 print(json.dumps(rows[-1]), flush=True)
-    return {"rule": str(rule_path or SHIPPED_RULE), "steps": n, "regrow_steps": r, "fraction": fraction,
+    return {"rule": str(rule_path or SHIPPED_RULE), "steps": n, "regrow_steps": r, "fire_rate": fr, "fraction": fraction,
             "test_size": test_size, "rows": rows}
 
 
@@ -62,12 +67,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="growth steps (default: the rule's T)")
     parser.add_argument("--regrow", type=int, default=None, help="steps after the damage (default: T)")
     parser.add_argument("--fraction", type=float, default=0.3)
+    parser.add_argument("--fire-rate", type=float, default=None,
+                        help="share of edges each rule step updates (default: the rule's grow.fire_rate)")
     parser.add_argument("--test-size", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    res = run(args.rule, args.archs, args.steps, args.regrow, args.fraction, args.test_size)
+    res = run(args.rule, args.archs, args.steps, args.regrow, args.fraction, args.test_size,
+              fire_rate=args.fire_rate)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(res, indent=1))
