@@ -56,8 +56,8 @@ def run(rule_path: Optional[str], archs: Sequence[str], steps: Optional[int], re
                 rows.append({"arch": spec, "wiped_layer": lay, "grown": grown, "damaged": acc(wz),
                              "regrown": acc(w2)})
                 print(json.dumps(rows[-1]), flush=True)
-    return {"rule": str(rule_path or SHIPPED_RULE), "steps": n, "regrow_steps": r, "fire_rate": fr, "fraction": fraction,
-            "test_size": test_size, "rows": rows}
+    return {"rule": str(rule_path or SHIPPED_RULE), "steps": n, "regrow_steps": r, "fire_rate": fr,
+            "fraction": fraction, "test_size": test_size, "rows": rows}
 
 
 def main() -> None:
