@@ -136,6 +136,11 @@ class TrainConfig:
     so the wider rule starts as exactly the old one).
     ``pool_size``: sample-pool slots per architecture (``0`` = no pooling).
     ``zero_out_prob``: probability of zeroing out a pooled starting state.
+    ``pool_keep_repaired``: write the state grown from a zeroed-out start back
+    into the pool (default, the Growing-NCA recipe).  ``False`` leaves the slot
+    holding its undamaged state, so every repair episode starts from a state
+    damaged once, as the zero-out evaluation does, rather than from one
+    damaged again and again.
     ``grad_checkpoint``: how the unrolled rule steps keep activations for the
     backward pass, per chunk of ``checkpoint_chunk`` steps (see
     :func:`neuralgraph.meta.grow.unroll`): ``"torch"`` (default; recompute with
@@ -178,6 +183,7 @@ class TrainConfig:
     pool_fresh_prob: float = 0.25
     zero_out_prob: float = 0.0
     zero_out_fraction: float = 0.3
+    pool_keep_repaired: bool = True
     explode_factor: float = 10.0
     kernel_consistency: List[List[str]] = field(default_factory=list)
     consistency_weight: float = 1.0

@@ -294,7 +294,8 @@ class MetaTrainer:
             seed = int(torch.randint(2 ** 31, (1,), generator=self.gen))
             loss, grown = self.grow_loss(spec, start, steps, seed, x, y)
             norms.append(add(loss))
-            self.pool.put(spec, slot, (grown[0].detach(), grown[1].detach()))
+            if t.pool_keep_repaired or not zeroed:
+                self.pool.put(spec, slot, (grown[0].detach(), grown[1].detach()))
             losses.append(float(loss.detach()))
         hybrid = None
         if self.pairs:

@@ -128,6 +128,25 @@ def test_pool_and_zero_out_paths(tmp_path):
     assert sum(s is not None for v in tr.pool.slots.values() for s in v) >= 2
 
 
+def test_pool_keep_repaired_false_keeps_the_undamaged_state(tmp_path):
+    """With ``pool_keep_repaired=False`` a repair episode never writes back: the slot keeps the state
+    its fresh growth left, so the next repair starts from a state damaged once."""
+    cfg = MetaConfig.from_dict(tiny_config(tmp_path, meta_steps=1, ckpt_every=0, pool_size=1,
+                                           pool_fresh_prob=0.0, zero_out_prob=1.0, pool_keep_repaired=False))
+    tr = MetaTrainer(cfg)
+    tr.meta_step()  # the pool is empty: fresh growth fills the single slot of each architecture
+    before = {k: [(w.clone(), h.clone()) for w, h in v] for k, v in tr.pool.slots.items()}
+    assert before and all(len(v) == 1 for v in before.values())
+    for _ in range(2):
+        tr.meta_step()  # repair episodes only (fresh_prob 0, every pooled start zeroed)
+    for k, v in tr.pool.slots.items():
+        assert torch.equal(v[0][0], before[k][0][0]) and torch.equal(v[0][1], before[k][0][1])
+    cfg.train.pool_keep_repaired = True  # the default writes the repaired state back
+    tr.cfg.train.pool_keep_repaired = True
+    tr.meta_step()
+    assert any(not torch.equal(v[0][0], before[k][0][0]) for k, v in tr.pool.slots.items())
+
+
 def test_unknown_rule_is_clear(tmp_path):
     d = tiny_config(tmp_path)
     d["rule"] = {"name": "nope", "kwargs": {}}
