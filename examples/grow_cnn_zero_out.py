@@ -22,8 +22,6 @@ import torch
 def run(rule_path: Optional[str], archs: Sequence[str], steps: Optional[int], regrow: Optional[int],
         fraction: float = 0.3, test_size: int = 2000, seed: int = 0,
         fire_rate: Optional[float] = None) -> Dict[str, Any]:
-    if fire_rate is not None and not 0.0 < fire_rate <= 1.0:
-        raise ValueError(f"fire_rate must lie in (0, 1], got {fire_rate}")
     from neuralgraph.datasets import mnist_tensors
     from neuralgraph.demo import SHIPPED_RULE
     from neuralgraph.meta.grow import accuracy, unroll
@@ -31,10 +29,10 @@ def run(rule_path: Optional[str], archs: Sequence[str], steps: Optional[int], re
     from neuralgraph.meta.trainer import factory_from_config, load_rule
 
     rule, cfg = load_rule(rule_path or SHIPPED_RULE)
+    cfg.set_fire_rate(fire_rate)
     factory = factory_from_config(cfg)
     n = steps if steps is not None else cfg.train.steps_max
     r = regrow if regrow is not None else n
-    fr = cfg.grow.fire_rate if fire_rate is None else fire_rate
     x, y = mnist_tensors(cfg.data.name, "test", flatten=False)
     x, y = x[:test_size], y[:test_size]
     rows: List[Dict[str, Any]] = []
@@ -46,18 +44,18 @@ def run(rule_path: Optional[str], archs: Sequence[str], steps: Optional[int], re
                 return accuracy(tmpl, factory.network_weight(spec, w), x, y)[0]
 
             w, h = unroll(tmpl, rule, factory.fresh(spec, torch.Generator().manual_seed(seed)), n,
-                          fr, seed, use_checkpoint=False)
+                          cfg.grow.fire_rate, seed, use_checkpoint=False)
             grown = acc(w)
             layer = tmpl.edge_pos[:, 0]
             for lay in torch.unique(layer).tolist():
                 gen = torch.Generator().manual_seed(seed + 1 + lay)
                 wz, _ = zero_out(w, layer, fraction, gen, layer=lay)
-                w2, _ = unroll(tmpl, rule, (wz, h), r, fr, seed + 7, use_checkpoint=False)
+                w2, _ = unroll(tmpl, rule, (wz, h), r, cfg.grow.fire_rate, seed + 7, use_checkpoint=False)
                 rows.append({"arch": spec, "wiped_layer": lay, "grown": grown, "damaged": acc(wz),
                              "regrown": acc(w2)})
                 print(json.dumps(rows[-1]), flush=True)
-    return {"rule": str(rule_path or SHIPPED_RULE), "steps": n, "regrow_steps": r, "fire_rate": fr,
-            "fraction": fraction, "test_size": test_size, "rows": rows}
+    return {"rule": str(rule_path or SHIPPED_RULE), "steps": n, "regrow_steps": r,
+            "fire_rate": cfg.grow.fire_rate, "fraction": fraction, "test_size": test_size, "rows": rows}
 
 
 def main() -> None:

@@ -161,6 +161,16 @@ def test_5050_region_mlp_rule_grows_the_held_out_784_50_50_10():
     assert rec["acc"][0] < 0.2 and rec["acc"][-1] >= 0.95 and rec["acc"][-1] > rec["acc"][3]
 
 
+def _wipe_hidden_layer_and_regrow(factory, rule, cfg, spec, data):
+    """Grow ``spec`` 5 rule steps (seed 0), zero its hidden layer (layer 1) and 30% of the other weights
+    (zero-out seed 0), then apply 8 more rule steps (seed 1): the trajectory after the zero-out."""
+    from neuralgraph.meta import zero_out
+
+    state = grow_trajectory(factory, rule, spec, 5, cfg.grow.fire_rate, 0, data)["state"]
+    layer = factory.template(spec).edge_pos[:, 0]
+    w, _ = zero_out(state[0], layer, 0.3, torch.Generator().manual_seed(0), layer=1)
+    return grow_trajectory(factory, rule, spec, 8, cfg.grow.fire_rate, 1, data, state=(w, state[1]))
+
 def test_regrow_mlp_rule_holds_its_growth_and_repairs_a_wiped_layer():
     """The repair rule (`mnist_regrow_h48`, 2026-11-30, session 15: the held-out rule continued with
     every pooled start zeroed out and horizons of 4-8 rule steps): the held-out 784-50-50-10 stays at
@@ -169,7 +179,6 @@ def test_regrow_mlp_rule_holds_its_growth_and_repairs_a_wiped_layer():
     zero-out seeds, 10,000 test images; docs/results/meta_mlp.md). The shipped held-out rule, with no
     zero-out training, stays near chance after the same perturbation."""
     from neuralgraph.datasets import mnist_tensors
-    from neuralgraph.meta import zero_out
 
     x, y = mnist_tensors("mnist", "test", flatten=True)
     data = (x[:2000], y[:2000])
@@ -185,10 +194,7 @@ def test_regrow_mlp_rule_holds_its_growth_and_repairs_a_wiped_layer():
             assert min(grown["acc"][4:9]) >= 0.94
         else:
             assert grown["acc"][8] < 0.5  # past its 4-step horizon
-        state = grow_trajectory(factory, rule, spec, 5, cfg.grow.fire_rate, 0, data)["state"]
-        layer = factory.template(spec).edge_pos[:, 0]
-        w, _ = zero_out(state[0], layer, 0.3, torch.Generator().manual_seed(0), layer=1)
-        after = grow_trajectory(factory, rule, spec, 8, cfg.grow.fire_rate, 1, data, state=(w, state[1]))
+        after = _wipe_hidden_layer_and_regrow(factory, rule, cfg, spec, data)
         assert after["acc"][0] < 0.15  # the wiped network is at chance
         repaired[name] = max(after["acc"][1:])
     assert repaired["mlp_mnist_regrow.pt"] >= 0.8 and repaired["mlp_mnist_5050.pt"] < 0.5  # here 0.841 / 0.150
@@ -201,7 +207,6 @@ def test_repair_mlp_rule_regrows_a_wiped_layer_to_within_two_points():
     zeroed there, regrows to 0.950-0.957 (20 zero-outs, every layer), within 2 points of the peak. Here, on the
     first 2,000 test images: peak 0.963, repair of the wiped hidden layer 0.9485, still 0.943 eight steps on."""
     from neuralgraph.datasets import mnist_tensors
-    from neuralgraph.meta import zero_out
 
     x, y = mnist_tensors("mnist", "test", flatten=True)
     data = (x[:2000], y[:2000])
@@ -213,10 +218,7 @@ def test_repair_mlp_rule_regrows_a_wiped_layer_to_within_two_points():
     grown = grow_trajectory(factory, rule, spec, 8, cfg.grow.fire_rate, 0, data)
     assert min(grown["acc"][4:9]) >= 0.945  # here 0.9535
     peak = grown["acc"][5]
-    state = grow_trajectory(factory, rule, spec, 5, cfg.grow.fire_rate, 0, data)["state"]
-    layer = factory.template(spec).edge_pos[:, 0]
-    w, _ = zero_out(state[0], layer, 0.3, torch.Generator().manual_seed(0), layer=1)
-    after = grow_trajectory(factory, rule, spec, 8, cfg.grow.fire_rate, 1, data, state=(w, state[1]))
+    after = _wipe_hidden_layer_and_regrow(factory, rule, cfg, spec, data)
     assert after["acc"][0] < 0.15  # the wiped network is at chance
     assert max(after["acc"][1:]) >= peak - 0.025  # here 0.9485 against a 0.963 peak: 1.45 points short
     assert after["acc"][8] >= 0.92  # and it holds (0.943)

@@ -141,8 +141,7 @@ def test_pool_keep_repaired_false_keeps_the_undamaged_state(tmp_path):
         tr.meta_step()  # repair episodes only (fresh_prob 0, every pooled start zeroed)
     for k, v in tr.pool.slots.items():
         assert torch.equal(v[0][0], before[k][0][0]) and torch.equal(v[0][1], before[k][0][1])
-    cfg.train.pool_keep_repaired = True  # the default writes the repaired state back
-    tr.cfg.train.pool_keep_repaired = True
+    tr.cfg.train.pool_keep_repaired = True  # the default writes the repaired state back
     tr.meta_step()
     assert any(not torch.equal(v[0][0], before[k][0][0]) for k, v in tr.pool.slots.items())
 
