@@ -93,6 +93,12 @@ class GrowConfig:
         kernel_offsets: code conv kernel positions as offsets from the output
             pixel (same code, same offset in kernels of every size; see
             ``GraphFactory``).
+        hidden_code_range: ``R > 0`` codes hidden neuron ``i`` of a layer of
+            width ``X`` by ``floor(i * R / X)`` instead of ``i``: every hidden
+            layer's codes spread over ``0 .. R - 1`` whatever its width (a
+            relative position), so a narrow layer samples the same code range
+            as a wide one; ``0`` (default) = absolute indices (see
+            ``GraphFactory``).
     """
 
     hidden_dim: int = 16
@@ -106,6 +112,7 @@ class GrowConfig:
     weight_standardization: bool = False
     hidden_bias: bool = True
     kernel_offsets: bool = False
+    hidden_code_range: int = 0
 
 
 @dataclass
@@ -141,6 +148,15 @@ class TrainConfig:
     holding its undamaged state, so every repair episode starts from a state
     damaged once, as the zero-out evaluation does, rather than from one
     damaged again and again.
+    ``code_subset_prob``: probability that a fresh training start codes each
+    hidden layer's neurons by a random subset of the indices
+    ``0 .. code_subset_range - 1`` (a random injection, drawn per layer) instead
+    of ``0 .. width - 1``
+    (:meth:`neuralgraph.meta.grow.GraphFactory.subset_code`).  The architectures
+    stay the same; only the position codes the rule starts from change, so a
+    rule that relies on a layer's codes being exactly the first ``width``
+    indices is penalised.  Evaluation always uses ``0 .. width - 1``.  ``0``
+    (default) = off, and no random numbers are drawn for it.
     ``grad_checkpoint``: how the unrolled rule steps keep activations for the
     backward pass, per chunk of ``checkpoint_chunk`` steps (see
     :func:`neuralgraph.meta.grow.unroll`): ``"torch"`` (default; recompute with
@@ -184,6 +200,8 @@ class TrainConfig:
     zero_out_prob: float = 0.0
     zero_out_fraction: float = 0.3
     pool_keep_repaired: bool = True
+    code_subset_prob: float = 0.0
+    code_subset_range: int = 0
     explode_factor: float = 10.0
     kernel_consistency: List[List[str]] = field(default_factory=list)
     consistency_weight: float = 1.0
@@ -297,6 +315,13 @@ class MetaConfig:
             raise ValueError(f"train.consistency_weight must be >= 0, got {t.consistency_weight}")
         if t.checkpoint_chunk < 1 or t.loss_steps < 1:
             raise ValueError("train.checkpoint_chunk and train.loss_steps must be >= 1")
+        if g.hidden_code_range < 0:
+            raise ValueError(f"grow.hidden_code_range must be >= 0, got {g.hidden_code_range}")
+        if not 0.0 <= t.code_subset_prob <= 1.0:
+            raise ValueError(f"train.code_subset_prob must lie in [0, 1], got {t.code_subset_prob}")
+        if t.code_subset_prob > 0 and t.code_subset_range < 1:
+            raise ValueError("train.code_subset_prob > 0 needs train.code_subset_range >= 1 (the index range "
+                             f"the codes are drawn from), got {t.code_subset_range}")
 
 
 def _check_fire_rate(fire_rate: float, name: str) -> None:

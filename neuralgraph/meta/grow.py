@@ -21,7 +21,7 @@ from torch.utils.checkpoint import checkpoint
 from neuralgraph.architecture import Architecture
 from neuralgraph.convert import to_neural_graph
 from neuralgraph.datasets.architectures import arch_name, build_arch
-from neuralgraph.graph import NeuralGraph
+from neuralgraph.graph import NODE_ROLES, NeuralGraph
 from neuralgraph.meta.config import CHECKPOINT_MODES
 from neuralgraph.positional import position_code
 from neuralgraph.rules.base import step
@@ -146,6 +146,12 @@ class GraphFactory:
             raw index, so the same code means the same spatial offset in
             kernels of every size (with raw indices, index 2 is the centre of a
             5x5 kernel but the bottom row of a 3x3 one).
+        hidden_code_range (int): ``R > 0`` codes hidden neuron ``i`` of a layer
+            of width ``X`` by ``floor(i * R / X)`` (its relative position,
+            spread over ``0 .. R - 1``) instead of ``i``, so layers of every
+            width sample the same code range; a layer wider than ``R`` is
+            refused (two neurons would share a code and grow identically).
+            ``0`` = absolute indices.
     """
 
     def __init__(self, hidden_dim: int = 16, hidden_init: str = "sinusoidal", code_base: float = 1000.0,
@@ -153,7 +159,10 @@ class GraphFactory:
                  weight_std: float = 0.0, activation: str = "relu",
                  input_shape: Optional[Tuple[int, ...]] = None, fan_in_scaling: bool = False,
                  weight_standardization: bool = False, hidden_bias: bool = True,
-                 kernel_offsets: bool = False) -> None:
+                 kernel_offsets: bool = False, hidden_code_range: int = 0) -> None:
+        if hidden_code_range < 0:
+            raise ValueError(f"hidden_code_range must be >= 0, got {hidden_code_range}")
+        self.hidden_code_range = hidden_code_range
         self.hidden_bias = hidden_bias
         self.kernel_offsets = kernel_offsets
         self.fan_in_scaling = fan_in_scaling or weight_standardization
@@ -245,9 +254,29 @@ class GraphFactory:
         g.weight = self.network_weight(spec, weight.detach())
         return g.to_module()
 
-    def code(self, graph: NeuralGraph) -> Tensor:
-        """Initial hidden states: the position code, ``[E, H]``."""
+    def code(self, graph: NeuralGraph, node_index: Optional[Tensor] = None) -> Tensor:
+        """Initial hidden states: the position code, ``[E, H]``.
+
+        ``node_index`` (``[|V|]``, optional) codes neuron ``v`` by index
+        ``node_index[v]`` instead of ``graph.node_pos[v]``: every edge entering or
+        leaving a neuron whose index changed takes the new index in its
+        forward/backward neuron axis.  Without it, ``hidden_code_range`` (if set)
+        gives the indices (:meth:`relative_index`)."""
         pos = graph.edge_pos.clone()
+        if node_index is None and self.hidden_code_range:
+            node_index = self.relative_index(graph)
+        if node_index is not None:
+            if node_index.shape != graph.node_pos.shape:
+                raise ValueError(f"code: node_index has shape {tuple(node_index.shape)}, the graph has "
+                                 f"{graph.num_nodes} neurons")
+            src, dst = graph.edge_index
+            moved = node_index != graph.node_pos
+            for axis, end in ((2, dst), (1, src)):
+                sel = moved[end]
+                if not torch.equal(pos[sel, axis], graph.node_pos[end[sel]]):
+                    raise ValueError(f"code: axis {axis} of edge_pos is not the neuron index of the edges' "
+                                     "neurons, so it cannot be re-indexed")
+                pos[sel, axis] = node_index[end[sel]]
         if self.input_grid is not None:
             rows, cols = self.input_grid
             first = (pos[:, 0] == 0) & (graph.edge_kind == 0) & (pos[:, 3] == 0) & (pos[:, 4] == 0)
@@ -260,6 +289,41 @@ class GraphFactory:
             _centre_kernel_positions(graph, pos)
         return position_code(pos, self.hidden_dim, self.hidden_init, base=self.code_base,
                              dtype=graph.weight.dtype)
+
+    def relative_index(self, graph: NeuralGraph) -> Tensor:
+        """Neuron indices with hidden neuron ``i`` of a width-``X`` layer at
+        ``floor(i * hidden_code_range / X)``, ``[|V|]`` (others unchanged)."""
+        r = self.hidden_code_range
+        index = graph.node_pos.clone()
+        hidden = graph.node_role == NODE_ROLES.index("hidden")
+        for layer in torch.unique(graph.node_layer[hidden]).tolist():
+            sel = hidden & (graph.node_layer == layer)
+            width = int(sel.sum())
+            if width > r:
+                raise ValueError(f"hidden layer {layer} has {width} neurons, more than grow.hidden_code_range="
+                                 f"{r}: neurons would share codes")
+            index[sel] = torch.div(graph.node_pos[sel] * r, width, rounding_mode="floor")
+        return index
+
+    def subset_code(self, spec: str | Sequence[int], generator: Optional[torch.Generator] = None,
+                    code_range: int = 0) -> Tensor:
+        """The position code of ``spec`` with each hidden layer's ``width`` neurons coded
+        by a random subset of ``0 .. max(code_range, width) - 1`` (a random injection,
+        drawn per layer) instead of ``0 .. width - 1``, ``[E, H]``.  A layer as wide as
+        the range gets a random permutation of its own codes, which a
+        permutation-equivariant rule grows into the same network, permuted.
+        Inputs, outputs and bias neurons keep their codes."""
+        if self.hidden_code_range:
+            raise ValueError("subset_code draws absolute indices; it does not combine with hidden_code_range")
+        g = self.template(spec)
+        index = g.node_pos.clone()
+        hidden = g.node_role == NODE_ROLES.index("hidden")
+        for layer in torch.unique(g.node_layer[hidden]).tolist():
+            sel = hidden & (g.node_layer == layer)
+            width = int(sel.sum())
+            pick = torch.randperm(max(width, code_range), generator=generator)[:width]
+            index[sel] = pick[g.node_pos[sel]]
+        return self.code(g, index)
 
     def fresh(self, spec: str | Sequence[int], generator: Optional[torch.Generator] = None) -> State:
         """A new initial state ``(weight, hidden)``."""

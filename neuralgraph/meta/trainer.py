@@ -96,7 +96,7 @@ def factory_from_config(cfg: MetaConfig, split: Optional[Split] = None) -> Graph
     g = cfg.grow
     factory = GraphFactory(g.hidden_dim, g.hidden_init, g.code_base, g.input_grid, g.weight_init, g.weight_std,
                            cfg.arch.activation, None if cfg.data.flatten else (1, 28, 28), g.fan_in_scaling,
-                           g.weight_standardization, g.hidden_bias, g.kernel_offsets)
+                           g.weight_standardization, g.hidden_bias, g.kernel_offsets, g.hidden_code_range)
     if cfg.rule.kwargs.get("data_conditioned"):
         d = cfg.data
         split = split or load_split(d.name, d.val_fraction, d.test_fraction, d.split_seed, d.root,
@@ -286,6 +286,8 @@ class MetaTrainer:
             pooled = start is not None
             if start is None:
                 start = self.factory.fresh(spec, self.gen)
+                if t.code_subset_prob > 0 and float(torch.rand((), generator=self.gen)) < t.code_subset_prob:
+                    start = (start[0], self.factory.subset_code(spec, self.gen, t.code_subset_range))
             zeroed = bool(pooled and t.zero_out_prob > 0
                           and float(torch.rand((), generator=self.gen)) < t.zero_out_prob)
             if zeroed:

@@ -294,3 +294,129 @@ def test_data_conditioned_weight_transformer_starts_from_a_plain_one(tmp_path):
     assert trainer.rule.data_proj.weight.abs().max() > 0
     rule, _ = load_rule(tmp_path / "b" / "rule.pt")
     assert rule.data_conditioned and torch.equal(rule.data_proj.weight, trainer.rule.data_proj.weight)
+
+
+def _subset_code_reference(factory, spec, gen_seed, code_range):
+    """Brute force: draw the same per-layer injections, then re-index every edge one by one."""
+    g = factory.template(spec)
+    gen = torch.Generator().manual_seed(gen_seed)
+    new = {}  # node -> new index
+    hidden = [v for v in range(g.num_nodes) if int(g.node_role[v]) == 1]
+    for layer in sorted({int(g.node_layer[v]) for v in hidden}):
+        nodes = [v for v in hidden if int(g.node_layer[v]) == layer]
+        pick = torch.randperm(max(len(nodes), code_range), generator=gen)[:len(nodes)]
+        for v in nodes:
+            new[v] = int(pick[int(g.node_pos[v])])
+    pos = g.edge_pos.clone()
+    for e in range(g.num_edges):
+        s, d = int(g.edge_index[0, e]), int(g.edge_index[1, e])
+        if s in new:
+            pos[e, 1] = new[s]
+        if d in new:
+            pos[e, 2] = new[d]
+    return ng.positional.position_code(pos, factory.hidden_dim, factory.hidden_init, base=factory.code_base)
+
+
+@pytest.mark.parametrize("spec", ["6-5-4-3", "cnn:m=0.0625,k=3,h=5"])
+def test_subset_code_matches_a_per_edge_reference(spec):
+    f = GraphFactory(hidden_dim=8, code_base=50.0, input_shape=(1, 28, 28))
+    g = f.template(spec)
+    assert torch.equal(f.code(g, g.node_pos.clone()), g.hidden)  # the identity index: the usual code
+    for seed, rng in ((0, 9), (1, 0), (2, 40)):
+        got = f.subset_code(spec, torch.Generator().manual_seed(seed), rng)
+        assert torch.equal(got, _subset_code_reference(f, spec, seed, rng))
+    got = f.subset_code(spec, torch.Generator().manual_seed(3), 40)
+    out_bias = (g.edge_kind == 1) & (g.node_role[g.edge_index[1]] == 2)
+    assert torch.equal(got[out_bias], g.hidden[out_bias])  # outputs keep their codes
+    assert not torch.equal(got, g.hidden)
+
+
+def test_subset_code_as_a_permutation_grows_the_same_function():
+    """With ``code_range`` equal to the widths the subset is a permutation of each hidden layer's
+    codes, and the permutation-equivariant MLPRule grows the same network with its hidden units
+    permuted: the same logits."""
+    torch.manual_seed(0)
+    f = GraphFactory(hidden_dim=6, weight_init="normal", weight_std=0.0)
+    rule = ng.rules.MLPRule(6, width=16, depth=2)
+    torch.nn.init.normal_(rule.out.weight, std=0.3)
+    spec = "5-7-7-3"
+    tmpl = f.template(spec)
+    x = torch.randn(11, 5)
+    outs = []
+    for h in (tmpl.hidden, f.subset_code(spec, torch.Generator().manual_seed(4), 7)):
+        with torch.no_grad():
+            w, _ = unroll(tmpl, rule, (torch.zeros_like(tmpl.weight), h), 3, 1.0, seed=0, chunk=3,
+                          use_checkpoint=False)
+        outs.append(tmpl.forward(x, weight=w))
+    assert outs[0].abs().sum() > 0
+    assert torch.allclose(outs[0], outs[1], atol=1e-5)
+    with torch.no_grad():  # a subset of a wider range is a different start, so a different network
+        w, _ = unroll(tmpl, rule, (torch.zeros_like(tmpl.weight),
+                                   f.subset_code(spec, torch.Generator().manual_seed(4), 30)), 3, 1.0,
+                      seed=0, chunk=3, use_checkpoint=False)
+    assert not torch.allclose(outs[0], tmpl.forward(x, weight=w), atol=1e-3)
+
+
+def test_code_subset_training_starts_from_subset_codes(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="code_subset_range"):
+        MetaConfig.from_dict(tiny_config(tmp_path, code_subset_prob=0.5))
+    with pytest.raises(ValueError, match="code_subset_prob must lie"):
+        MetaConfig.from_dict(tiny_config(tmp_path, code_subset_prob=1.5, code_subset_range=8))
+    starts = []
+    for prob in (0.0, 1.0):
+        cfg = MetaConfig.from_dict(tiny_config(tmp_path / str(prob), meta_steps=1, ckpt_every=0, pool_size=0,
+                                               code_subset_prob=prob, code_subset_range=8))
+        tr = MetaTrainer(cfg)
+        seen = []
+
+        def spy(spec, start, *a, _seen=seen, _grow_loss=tr.grow_loss):
+            _seen.append((spec, start))
+            return _grow_loss(spec, start, *a)
+
+        monkeypatch.setattr(tr, "grow_loss", spy)
+        tr.meta_step()
+        starts.append(seen)
+    for spec, (_, h) in starts[0]:  # off: the template's code
+        assert torch.equal(h, tr.factory.template(spec).hidden)
+    for spec, (_, h) in starts[1]:  # always on: a subset code of the range 0..7
+        assert not torch.equal(h, tr.factory.template(spec).hidden)
+
+
+def test_relative_hidden_codes():
+    """``hidden_code_range=R``: hidden neuron ``i`` of a width-``X`` layer is coded as ``floor(i * R / X)``
+    (checked edge by edge); a layer as wide as ``R`` keeps its absolute codes; wider is refused."""
+    f_abs = GraphFactory(hidden_dim=8, code_base=50.0)
+    f_rel = GraphFactory(hidden_dim=8, code_base=50.0, hidden_code_range=12)
+    spec = "5-4-12-3"
+    g = f_rel.template(spec)
+    pos = g.edge_pos.clone()
+    width = {1: 4, 2: 12}  # node layer -> width of the hidden layers
+    for e in range(g.num_edges):
+        for axis, v in ((1, int(g.edge_index[0, e])), (2, int(g.edge_index[1, e]))):
+            if int(g.node_role[v]) == 1 and (axis == 2 or int(g.edge_kind[e]) == 0):
+                pos[e, axis] = int(g.node_pos[v]) * 12 // width[int(g.node_layer[v])]
+    assert torch.equal(g.hidden, ng.positional.position_code(pos, 8, base=50.0))
+    layer2 = (g.edge_pos[:, 0] == 2) & (g.edge_kind == 0)  # 12 -> 3: sources as wide as the range
+    assert torch.equal(g.hidden[layer2], f_abs.template(spec).hidden[layer2])
+    assert not torch.equal(g.hidden, f_abs.template(spec).hidden)
+    with pytest.raises(ValueError, match="hidden layer 2 has 13 neurons, more than grow.hidden_code_range=12"):
+        f_rel.template("5-4-13-3")
+    with pytest.raises(ValueError, match="hidden_code_range must be >= 0"):
+        GraphFactory(hidden_code_range=-1)
+    with pytest.raises(ValueError, match="does not combine"):
+        f_rel.subset_code(spec, None, 20)
+
+
+def test_hidden_code_range_reaches_the_factory_and_the_saved_rule(tmp_path):
+    from neuralgraph.meta.trainer import factory_from_config
+
+    d = tiny_config(tmp_path, meta_steps=1, ckpt_every=0)
+    d["grow"]["hidden_code_range"] = 8
+    tr = MetaTrainer(MetaConfig.from_dict(d))
+    tr.fit()
+    assert tr.factory.hidden_code_range == 8
+    _, cfg = load_rule(tr.out_dir / "rule.pt")
+    assert factory_from_config(cfg).hidden_code_range == 8
+    d["grow"]["hidden_code_range"] = -2
+    with pytest.raises(ValueError, match="grow.hidden_code_range must be >= 0"):
+        MetaConfig.from_dict(d)
