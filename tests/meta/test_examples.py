@@ -109,3 +109,36 @@ def test_paper_grid_001(examples, capsys, tmp_path):
     bad.write_text("10\t0.5\t0.6\n")
     with pytest.raises(SystemExit, match="expected 10 heatmap rows"):
         examples("paper_grid_001").main([str(bad)])
+
+
+def test_mnist_grid_probe_codes_and_layers(examples, tmp_path):
+    """The first codes reproduce ``neuralgraph eval``'s cell; with a code range as wide as the layer the
+    stretched code is the usual one and a random subset is a permutation, which the (permutation-
+    equivariant) MLPRule grows into the same network: the same accuracy, exactly."""
+    from neuralgraph.cli_meta import eval_grid
+    from neuralgraph.datasets.splits import load_split
+    from neuralgraph.meta import load_rule
+
+    mod = examples("mnist_grid_probe")
+    assert mod.main(["codes", "--quick", "--json", str(tmp_path / "c.json")]) == 0
+    quick = json.loads((tmp_path / "c.json").read_text())["results"][0]
+    argv = ["codes", "--quick", "--range", "10", "--draws", "2", "--json", str(tmp_path / "p.json")]
+    assert mod.main(argv) == 0
+    perm = json.loads((tmp_path / "p.json").read_text())["results"][0]
+    assert perm["first_codes"] == quick["first_codes"]
+    for key in ("x", "y"):
+        assert perm[f"{key}_stretched"] == perm["first_codes"]
+        assert perm[f"{key}_random_subsets"] == [perm["first_codes"]] * 1  # --quick keeps one draw
+    rule, cfg = load_rule(mod.GRID_RULE)
+    cfg.set_fire_rate(1.0, "test")
+    d = cfg.data
+    x, y = load_split(d.name, d.val_fraction, d.test_fraction, d.split_seed, d.root, flatten=d.flatten).val
+    cell = eval_grid(rule, cfg, [10], [10], 3, 1, (x[:500], y[:500]), progress=False)
+    assert quick["first_codes"] == pytest.approx(cell[0][0], abs=1e-6)
+    assert quick["x_every_other"] != quick["first_codes"]  # this rule needs its first codes
+    assert mod.main(["layers", "--quick", "--json", str(tmp_path / "l.json")]) == 0
+    lay = json.loads((tmp_path / "l.json").read_text())["results"][0]
+    assert lay["grown"] == pytest.approx(cell[0][0], abs=1e-6)
+    assert all(0.0 <= lay[k] <= 1.0 for k in ("retrained_last_1", "retrained_last_2"))
+    with pytest.raises(ValueError, match="take MLP specs"):
+        mod.main(["codes", "--quick", "--archs", "cnn:m=1,k=3,h=10"])
