@@ -110,6 +110,16 @@ def embed_conv_layer(small: NeuralGraph, small_weight: Tensor, host: NeuralGraph
     return torch.cat([host_weight[:hs.offset], block.reshape(-1), host_weight[hs.offset + hs.numel:]])
 
 
+def _hidden_layers(graph: NeuralGraph) -> List[Tuple[int, Tensor, int]]:
+    """``(node layer, [|V|] mask of its hidden neurons, width)`` for every layer of hidden neurons."""
+    hidden = graph.node_role == NODE_ROLES.index("hidden")
+    out = []
+    for layer in torch.unique(graph.node_layer[hidden]).tolist():
+        sel = hidden & (graph.node_layer == layer)
+        out.append((int(layer), sel, int(sel.sum())))
+    return out
+
+
 class GraphFactory:
     """Builds (and caches) template graphs and fresh initial states for architecture specs.
 
@@ -295,10 +305,7 @@ class GraphFactory:
         ``floor(i * hidden_code_range / X)``, ``[|V|]`` (others unchanged)."""
         r = self.hidden_code_range
         index = graph.node_pos.clone()
-        hidden = graph.node_role == NODE_ROLES.index("hidden")
-        for layer in torch.unique(graph.node_layer[hidden]).tolist():
-            sel = hidden & (graph.node_layer == layer)
-            width = int(sel.sum())
+        for layer, sel, width in _hidden_layers(graph):
             if width > r:
                 raise ValueError(f"hidden layer {layer} has {width} neurons, more than grow.hidden_code_range="
                                  f"{r}: neurons would share codes")
@@ -317,10 +324,7 @@ class GraphFactory:
             raise ValueError("subset_code draws absolute indices; it does not combine with hidden_code_range")
         g = self.template(spec)
         index = g.node_pos.clone()
-        hidden = g.node_role == NODE_ROLES.index("hidden")
-        for layer in torch.unique(g.node_layer[hidden]).tolist():
-            sel = hidden & (g.node_layer == layer)
-            width = int(sel.sum())
+        for _, sel, width in _hidden_layers(g):
             pick = torch.randperm(max(width, code_range), generator=generator)[:width]
             index[sel] = pick[g.node_pos[sel]]
         return self.code(g, index)
