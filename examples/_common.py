@@ -36,3 +36,21 @@ def write_json(obj: Dict[str, Any], path: Optional[str]) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(text)
     print(text)
+
+
+def image_split(cfg: Any, dataset: str, split: str, size: int = 0) -> Any:
+    """``(x, y)`` images of ``dataset`` (unflattened): ``split="test"``, the official test set; ``"val"``,
+    the validation images the meta-trainer holds out of the training set (``data.val_fraction`` and
+    ``data.split_seed`` of the rule's config ``cfg``), to choose a snapshot before test numbers.  The
+    first ``size`` images (``0`` = all)."""
+    from neuralgraph.datasets import mnist_tensors
+
+    if split == "test":
+        x, y = mnist_tensors(dataset, "test", flatten=False)
+    elif split == "val":
+        from neuralgraph.datasets.splits import load_split
+
+        x, y = load_split(dataset, cfg.data.val_fraction, 0.0, cfg.data.split_seed, flatten=False).val
+    else:
+        raise ValueError(f"split must be 'test' or 'val', got {split!r}")
+    return (x[:size], y[:size]) if size else (x, y)

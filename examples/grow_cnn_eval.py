@@ -39,6 +39,8 @@ def run(rule_path: Optional[str] = None, ms: Sequence[float] = (0.125, 0.25), hs
     holds out of the training set: ``data.val_fraction`` and ``data.split_seed`` of the rule's config).
 
     With ``adam_steps > 0`` every cell is also trained with Adam (``"adam_acc"``, same layout)."""
+    from _common import image_split
+
     from neuralgraph.datasets import mnist_tensors
     from neuralgraph.datasets.architectures import build_arch, parse_arch
     from neuralgraph.demo import SHIPPED_RULE
@@ -50,15 +52,7 @@ def run(rule_path: Optional[str] = None, ms: Sequence[float] = (0.125, 0.25), hs
     factory = factory_from_config(cfg)
     n_steps = steps if steps is not None else cfg.train.steps_max
     dataset = dataset or cfg.data.name
-    if split == "test":
-        x, y = mnist_tensors(dataset, "test", flatten=False)
-    elif split == "val":
-        from neuralgraph.datasets.splits import load_split
-
-        x, y = load_split(dataset, cfg.data.val_fraction, 0.0, cfg.data.split_seed, flatten=False).val
-    else:
-        raise ValueError(f"split must be 'test' or 'val', got {split!r}")
-    x, y = x[:test_size], y[:test_size]
+    x, y = image_split(cfg, dataset, split, test_size)
     train_xy = mnist_tensors(dataset, "train", flatten=False) if adam_steps > 0 else None
     adam_grids: Dict[int, List[List[float]]] = {}
     adam_seconds = 0.0

@@ -3,7 +3,8 @@
 For each architecture and each parametrised layer: grow ``--steps`` rule steps from the fresh state
 (no backprop), set that layer's weights and ``--fraction`` of all other weights to zero (hidden states
 are kept), then apply ``--regrow`` more rule steps.  Reports MNIST test accuracy grown / damaged /
-regrown, as JSON.  ``--fire-rate`` sets the share of edges each rule step updates (default: the rule's
+regrown, as JSON (``--split val``: on the meta-trainer's validation images instead, to choose a
+snapshot).  ``--fire-rate`` sets the share of edges each rule step updates (default: the rule's
 training fire rate); the kernel-5 rules are trained and evaluated with 1.0.
 
     python examples/grow_cnn_zero_out.py --archs cnn:m=0.5,k=3,h=100 --out docs/figures/grow_cnn_zero_out.json
@@ -21,8 +22,9 @@ import torch
 
 def run(rule_path: Optional[str], archs: Sequence[str], steps: Optional[int], regrow: Optional[int],
         fraction: float = 0.3, test_size: int = 2000, seed: int = 0,
-        fire_rate: Optional[float] = None) -> Dict[str, Any]:
-    from neuralgraph.datasets import mnist_tensors
+        fire_rate: Optional[float] = None, split: str = "test") -> Dict[str, Any]:
+    from _common import image_split
+
     from neuralgraph.demo import SHIPPED_RULE
     from neuralgraph.meta.grow import accuracy, unroll
     from neuralgraph.meta.perturb import zero_out
@@ -33,8 +35,7 @@ def run(rule_path: Optional[str], archs: Sequence[str], steps: Optional[int], re
     factory = factory_from_config(cfg)
     n = steps if steps is not None else cfg.train.steps_max
     r = regrow if regrow is not None else n
-    x, y = mnist_tensors(cfg.data.name, "test", flatten=False)
-    x, y = x[:test_size], y[:test_size]
+    x, y = image_split(cfg, cfg.data.name, split, test_size)
     rows: List[Dict[str, Any]] = []
     with torch.no_grad():
         for spec in archs:
@@ -54,7 +55,7 @@ def run(rule_path: Optional[str], archs: Sequence[str], steps: Optional[int], re
                 rows.append({"arch": spec, "wiped_layer": lay, "grown": grown, "damaged": acc(wz),
                              "regrown": acc(w2)})
                 print(json.dumps(rows[-1]), flush=True)
-    return {"rule": str(rule_path or SHIPPED_RULE), "steps": n, "regrow_steps": r,
+    return {"rule": str(rule_path or SHIPPED_RULE), "split": split, "steps": n, "regrow_steps": r,
             "fire_rate": cfg.grow.fire_rate, "fraction": fraction, "test_size": test_size, "rows": rows}
 
 
@@ -67,13 +68,15 @@ def main() -> None:
     parser.add_argument("--fraction", type=float, default=0.3)
     parser.add_argument("--fire-rate", type=float, default=None,
                         help="share of edges each rule step updates (default: the rule's grow.fire_rate)")
-    parser.add_argument("--test-size", type=int, default=2000)
+    parser.add_argument("--test-size", type=int, default=2000, help="images evaluated (the first N of the split)")
+    parser.add_argument("--split", default="test", choices=["test", "val"],
+                        help="test set, or the meta-trainer's validation images (to choose a snapshot)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     res = run(args.rule, args.archs, args.steps, args.regrow, args.fraction, args.test_size,
-              fire_rate=args.fire_rate)
+              fire_rate=args.fire_rate, split=args.split)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(res, indent=1))

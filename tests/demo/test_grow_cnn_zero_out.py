@@ -48,3 +48,27 @@ def test_default_fire_rate_is_the_rules_and_a_bad_rate_is_refused(cnn_zero_out):
     assert res["fire_rate"] == 0.9  # the shipped rule's grow.fire_rate
     with pytest.raises(ValueError, match="fire_rate must lie in"):
         cnn_zero_out.run(None, ["cnn:m=0.125,k=3,h=16"], steps=1, regrow=1, fire_rate=0.0)
+
+
+def test_validation_split_scores_the_held_out_training_images(cnn_zero_out):
+    """``split="val"`` grows and damages the same networks and scores them on the meta-trainer's validation
+    images; the grown accuracy equals growing by hand and scoring there; a bad split is refused."""
+    from neuralgraph.datasets.splits import load_split
+    from neuralgraph.demo import SHIPPED_RULE
+    from neuralgraph.meta.grow import accuracy, unroll
+    from neuralgraph.meta.trainer import factory_from_config, load_rule
+
+    spec, n = "cnn:m=0.125,k=3,h=16", 200
+    res = cnn_zero_out.run(None, [spec], steps=2, regrow=1, test_size=n, fire_rate=1.0, split="val")
+    assert res["split"] == "val"
+    rule, cfg = load_rule(SHIPPED_RULE)
+    factory = factory_from_config(cfg)
+    tmpl = factory.template(spec)
+    x, y = load_split("mnist", cfg.data.val_fraction, 0.0, cfg.data.split_seed, flatten=False).val
+    with torch.no_grad():
+        w, _ = unroll(tmpl, rule, factory.fresh(spec, torch.Generator().manual_seed(0)), 2, 1.0, 0,
+                      use_checkpoint=False)
+    assert res["rows"][0]["grown"] == pytest.approx(accuracy(tmpl, factory.network_weight(spec, w),
+                                                             x[:n], y[:n])[0])
+    with pytest.raises(ValueError, match="split must be"):
+        cnn_zero_out.run(None, [spec], steps=1, regrow=1, test_size=50, split="train")
