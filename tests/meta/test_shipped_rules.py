@@ -222,3 +222,28 @@ def test_repair_mlp_rule_regrows_a_wiped_layer_to_within_two_points():
     assert after["acc"][0] < 0.15  # the wiped network is at chance
     assert max(after["acc"][1:]) >= peak - 0.025  # here 0.9485 against a 0.963 peak: 1.45 points short
     assert after["acc"][8] >= 0.92  # and it holds (0.943)
+
+
+def test_cnn_repair_rule_regrows_every_wiped_layer(monkeypatch):
+    """The CNN repair rule (`grow_cnn_k5_regrow_wide3`, 2026-11-30, session 17: the kernel-5 region rule trained
+    with every pooled start zeroed out, its feed-forward/head layers widened 32 -> 96, 8,500 meta-steps in three
+    stages): the unseen `cnn:m=0.5,k=5,h=100` grows to 93.9% on the 10,000 test images, and with any one layer
+    wiped plus 30% of the other weights zeroed it regrows in 3 rule steps to 72.5-83.2% (docs/results/grow_cnn.md).
+    Here, on the first 1,000 test images: 93.7% grown, 71.4-83.3% regrown; the region rule it started from,
+    never trained on damage, regrows to 11.9-23.1%."""
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "examples"))
+    from grow_cnn_zero_out import run
+
+    regrown = {}
+    for name in ("wt_mnist_cnn_repair.pt", "wt_mnist_cnn_k5s3.pt"):
+        res = run(str(CHECKPOINTS / name), [UNSEEN_K5_CNN], 3, 3, 0.3, 1000)
+        assert res["fire_rate"] == 1.0 and len(res["rows"]) == 5  # every edge firing; 3 conv + dense + out
+        assert max(r["damaged"] for r in res["rows"]) < 0.15  # each wipe takes the CNN to chance
+        regrown[name] = [r["regrown"] for r in res["rows"]]
+        if name == "wt_mnist_cnn_repair.pt":
+            _, cfg = load_rule(CHECKPOINTS / name)
+            assert cfg.name == "grow_cnn_k5_regrow_wide3" and UNSEEN_K5_CNN not in cfg.trained_archs()
+            assert cfg.train.zero_out_prob == 1.0 and res["rows"][0]["grown"] >= 0.92
+    assert min(regrown["wt_mnist_cnn_repair.pt"]) >= 0.65 and max(regrown["wt_mnist_cnn_k5s3.pt"]) < 0.35
