@@ -247,3 +247,28 @@ def test_cnn_repair_rule_regrows_every_wiped_layer(monkeypatch):
             assert cfg.name == "grow_cnn_k5_regrow_wide3" and UNSEEN_K5_CNN not in cfg.trained_archs()
             assert cfg.train.zero_out_prob == 1.0 and res["rows"][0]["grown"] >= 0.92
     assert min(regrown["wt_mnist_cnn_repair.pt"]) >= 0.65 and max(regrown["wt_mnist_cnn_k5s3.pt"]) < 0.35
+
+
+def test_fashion_k5_region_rule_grows_an_unseen_cnn():
+    """The Fashion-MNIST kernel-5 region rule (`grow_cnn_k5_fashion`, 2026-11-30, session 17:
+    `wt_mnist_cnn_k5s3.pt` meta-trained 8,000 steps on Fashion-MNIST with its three CNNs): on the first 2,000
+    test images the unseen `cnn:m=0.375,k=5,h=32` grows to 74.8% in 3 rule steps (the grid Fashion rule
+    `wt_fashion_cnn.pt`: 61.3%; Adam, one epoch: 86.5%; docs/results/grow_cnn.md). Here, the first 1,000."""
+    from neuralgraph.datasets import mnist_tensors
+    from neuralgraph.datasets.mnist import find_root
+
+    try:
+        find_root("fashion-mnist")
+    except FileNotFoundError:
+        pytest.skip("fashion-mnist not installed")
+    spec = "cnn:m=0.375,k=5,h=32"
+    x, y = mnist_tensors("fashion-mnist", "test", flatten=False)
+    accs = {}
+    for name in ("wt_fashion_cnn_k5.pt", "wt_fashion_cnn.pt"):
+        rule, cfg = load_rule(CHECKPOINTS / name)
+        assert cfg.data.name == "fashion-mnist" and spec not in cfg.trained_archs()
+        steps = cfg.train.steps_max
+        rec = grow_trajectory(factory_from_config(cfg), rule, spec, steps, cfg.grow.fire_rate, 0,
+                              (x[:1000], y[:1000]), every=steps)
+        accs[name] = rec["acc"][-1]
+    assert accs["wt_fashion_cnn_k5.pt"] >= 0.7 and accs["wt_fashion_cnn_k5.pt"] > accs["wt_fashion_cnn.pt"] + 0.05
