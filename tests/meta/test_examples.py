@@ -114,7 +114,8 @@ def test_paper_grid_001(examples, capsys, tmp_path):
 def test_mnist_grid_probe_codes_and_layers(examples, tmp_path):
     """The first codes reproduce ``neuralgraph eval``'s cell; with a code range as wide as the layer the
     stretched code is the usual one and a random subset is a permutation, which the (permutation-
-    equivariant) MLPRule grows into the same network: the same accuracy, exactly."""
+    equivariant) MLPRule grows into the same network: the same accuracy (to a prediction or two of float
+    rounding; other code sets cost tens of points)."""
     from neuralgraph.cli_meta import eval_grid
     from neuralgraph.datasets.splits import load_split
     from neuralgraph.meta import load_rule
@@ -126,16 +127,17 @@ def test_mnist_grid_probe_codes_and_layers(examples, tmp_path):
     assert mod.main(argv) == 0
     perm = json.loads((tmp_path / "p.json").read_text())["results"][0]
     assert perm["first_codes"] == quick["first_codes"]
-    for key in ("x", "y"):
-        assert perm[f"{key}_stretched"] == perm["first_codes"]
-        assert perm[f"{key}_random_subsets"] == [perm["first_codes"]] * 1  # --quick keeps one draw
+    for key in ("x", "y"):  # the same network up to float summation order: at most a prediction or two may flip
+        assert perm[f"{key}_stretched"] == pytest.approx(perm["first_codes"], abs=0.005)
+        assert len(perm[f"{key}_random_subsets"]) == 1  # --quick keeps one draw
+        assert perm[f"{key}_random_subsets"][0] == pytest.approx(perm["first_codes"], abs=0.005)
     rule, cfg = load_rule(mod.GRID_RULE)
     cfg.set_fire_rate(1.0, "test")
     d = cfg.data
     x, y = load_split(d.name, d.val_fraction, d.test_fraction, d.split_seed, d.root, flatten=d.flatten).val
     cell = eval_grid(rule, cfg, [10], [10], 3, 1, (x[:500], y[:500]), progress=False)
     assert quick["first_codes"] == pytest.approx(cell[0][0], abs=1e-6)
-    assert quick["x_every_other"] != quick["first_codes"]  # this rule needs its first codes
+    assert quick["x_every_other"] < quick["first_codes"] - 0.05  # this rule needs its first codes
     assert mod.main(["layers", "--quick", "--json", str(tmp_path / "l.json")]) == 0
     lay = json.loads((tmp_path / "l.json").read_text())["results"][0]
     assert lay["grown"] == pytest.approx(cell[0][0], abs=1e-6)
