@@ -32,17 +32,15 @@ import torch.nn.functional as F
 from neuralgraph.datasets.architectures import parse_arch
 from neuralgraph.datasets.splits import load_split
 from neuralgraph.meta import load_rule, unroll
-from neuralgraph.meta.grow import GraphFactory, accuracy
+from neuralgraph.meta.grow import GraphFactory, accuracy, hidden_layers
 from neuralgraph.meta.trainer import factory_from_config
 
 GRID_RULE = "neuralgraph/checkpoints/mlp_mnist_grid.pt"
 
 
-def _hidden_widths(arch: str) -> List[int]:
-    kind, kw = parse_arch(arch)
-    if kind != "mlp":
+def _check_mlp(arch: str) -> None:
+    if parse_arch(arch)[0] != "mlp":
         raise ValueError(f"{arch}: the probes take MLP specs like 784-50-50-10")
-    return list(kw["sizes"][1:-1])
 
 
 def node_index_for(factory: GraphFactory, arch: str, layer_maps: Dict[int, torch.Tensor]) -> torch.Tensor:
@@ -50,11 +48,11 @@ def node_index_for(factory: GraphFactory, arch: str, layer_maps: Dict[int, torch
     ``layer_maps[l]`` (a ``[width]`` tensor: old index -> new index)."""
     g = factory.template(arch)
     index = g.node_pos.clone()
-    hidden = g.node_role == 1
+    layers = {layer: (sel, width) for layer, sel, width in hidden_layers(g)}
     for layer, m in layer_maps.items():
-        sel = hidden & (g.node_layer == layer)
-        if int(sel.sum()) != m.numel():
-            raise ValueError(f"{arch}: hidden layer {layer} has {int(sel.sum())} neurons, the map {m.numel()}")
+        sel, width = layers.get(layer, (None, 0))
+        if width != m.numel():
+            raise ValueError(f"{arch}: hidden layer {layer} has {width} neurons, the map {m.numel()}")
         index[sel] = m[g.node_pos[sel]]
     return index
 
@@ -73,7 +71,7 @@ def probe_codes(factory: GraphFactory, rule: Any, arch: str, data: Any, steps: i
     """Accuracy of ``arch`` grown from each code variant (see the module docstring)."""
     g = factory.template(arch)
     x, y = data
-    widths = _hidden_widths(arch)
+    _check_mlp(arch)
 
     def score(maps: Dict[int, torch.Tensor]) -> float:
         w = grow_with_code(factory, rule, arch, factory.code(g, node_index_for(factory, arch, maps)), steps,
@@ -82,8 +80,8 @@ def probe_codes(factory: GraphFactory, rule: Any, arch: str, data: Any, steps: i
 
     gen = torch.Generator().manual_seed(seed)
     out: Dict[str, Any] = {"arch": arch, "first_codes": score({})}
-    for layer, width in enumerate(widths, start=1):
-        name = "x" if layer == 1 else "y" if layer == 2 else f"h{layer}"
+    for i, (layer, _, width) in enumerate(hidden_layers(g), start=1):
+        name = "x" if i == 1 else "y" if i == 2 else f"h{i}"
         out[f"{name}_every_other"] = score({layer: torch.arange(width) * 2})
         if width <= code_range:
             out[f"{name}_stretched"] = score({layer: torch.arange(width) * code_range // width})

@@ -26,7 +26,8 @@ from neuralgraph.meta.config import CHECKPOINT_MODES
 from neuralgraph.positional import position_code
 from neuralgraph.rules.base import step
 
-__all__ = ["State", "GraphFactory", "CHECKPOINT_MODES", "unroll", "logits", "accuracy", "grow_trajectory"]
+__all__ = ["State", "GraphFactory", "CHECKPOINT_MODES", "unroll", "logits", "accuracy", "grow_trajectory",
+           "hidden_layers"]
 
 State = Tuple[Tensor, Tensor]
 
@@ -110,7 +111,7 @@ def embed_conv_layer(small: NeuralGraph, small_weight: Tensor, host: NeuralGraph
     return torch.cat([host_weight[:hs.offset], block.reshape(-1), host_weight[hs.offset + hs.numel:]])
 
 
-def _hidden_layers(graph: NeuralGraph) -> List[Tuple[int, Tensor, int]]:
+def hidden_layers(graph: NeuralGraph) -> List[Tuple[int, Tensor, int]]:
     """``(node layer, [|V|] mask of its hidden neurons, width)`` for every layer of hidden neurons."""
     hidden = graph.node_role == NODE_ROLES.index("hidden")
     out = []
@@ -305,7 +306,7 @@ class GraphFactory:
         ``floor(i * hidden_code_range / X)``, ``[|V|]`` (others unchanged)."""
         r = self.hidden_code_range
         index = graph.node_pos.clone()
-        for layer, sel, width in _hidden_layers(graph):
+        for layer, sel, width in hidden_layers(graph):
             if width > r:
                 raise ValueError(f"hidden layer {layer} has {width} neurons, more than grow.hidden_code_range="
                                  f"{r}: neurons would share codes")
@@ -324,7 +325,7 @@ class GraphFactory:
             raise ValueError("subset_code draws absolute indices; it does not combine with hidden_code_range")
         g = self.template(spec)
         index = g.node_pos.clone()
-        for _, sel, width in _hidden_layers(g):
+        for _, sel, width in hidden_layers(g):
             pick = torch.randperm(max(width, code_range), generator=generator)[:width]
             index[sel] = pick[g.node_pos[sel]]
         return self.code(g, index)

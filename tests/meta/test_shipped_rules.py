@@ -29,15 +29,20 @@ def test_stable_iris_rule_grows_and_holds_4_8_3():
     assert test["acc"][-1] >= 0.9
 
 
-def test_fashion_cnn_rule_grows_a_training_cnn():
-    from neuralgraph.datasets import mnist_tensors
+def _skip_without_fashion_mnist() -> None:
     from neuralgraph.datasets.mnist import find_root
-    from neuralgraph.meta.grow import accuracy, unroll
 
     try:
         find_root("fashion-mnist")
     except FileNotFoundError:
         pytest.skip("fashion-mnist not installed")
+
+
+def test_fashion_cnn_rule_grows_a_training_cnn():
+    from neuralgraph.datasets import mnist_tensors
+    from neuralgraph.meta.grow import accuracy, unroll
+
+    _skip_without_fashion_mnist()
     rule, cfg = load_rule(CHECKPOINTS / "wt_fashion_cnn.pt")
     assert cfg.data.name == "fashion-mnist" and cfg.name == "grow_cnn_fashion_consistency"
     factory = factory_from_config(cfg)
@@ -255,12 +260,8 @@ def test_fashion_k5_region_rule_grows_an_unseen_cnn():
     test images the unseen `cnn:m=0.375,k=5,h=32` grows to 74.8% in 3 rule steps (the grid Fashion rule
     `wt_fashion_cnn.pt`: 61.3%; Adam, one epoch: 86.5%; docs/results/grow_cnn.md). Here, the first 1,000."""
     from neuralgraph.datasets import mnist_tensors
-    from neuralgraph.datasets.mnist import find_root
 
-    try:
-        find_root("fashion-mnist")
-    except FileNotFoundError:
-        pytest.skip("fashion-mnist not installed")
+    _skip_without_fashion_mnist()
     spec = "cnn:m=0.375,k=5,h=32"
     x, y = mnist_tensors("fashion-mnist", "test", flatten=False)
     accs = {}
