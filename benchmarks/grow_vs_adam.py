@@ -6,6 +6,8 @@ the grown network's accuracy on 2,000 held-out training images (or a time
 limit).  The ratio is growing time / Adam time, both measured in this run.
 
     python benchmarks/grow_vs_adam.py --json [--archs cnn:m=1,k=4,h=200 ...]
+    python benchmarks/grow_vs_adam.py --json --rule neuralgraph/checkpoints/wt_mnist_cnn_k5s3.pt \
+        --code-tile cnn:m=0.25,k=5,h=100 --archs cnn:m=2,k=5,h=400   # hidden neurons indexed modulo a reference
 """
 
 from __future__ import annotations
@@ -32,11 +34,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--fire-rate", type=float, default=None,
                         help="fraction of edges each rule step updates (default: the rule's grow.fire_rate)")
+    parser.add_argument("--code-tile", default=None, metavar="SPEC",
+                        help="index hidden neurons modulo this reference architecture's widths (grow.code_tile)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
     for arch in args.archs:
-        r = run_demo(args.rule, arch, adam_time_limit=args.adam_time_limit, fire_rate=args.fire_rate)
+        r = run_demo(args.rule, arch, adam_time_limit=args.adam_time_limit, fire_rate=args.fire_rate,
+                     code_tile=args.code_tile)
         rows.append({"arch": arch, "parameters": r["parameters"], "grow_seconds": round(r["grow_seconds"], 3),
                      "grown_test_accuracy": r["grown_test_accuracy"],
                      "to_module_test_accuracy": r["to_module_test_accuracy"],
@@ -44,7 +49,8 @@ def main() -> None:
                      "adam_reached": r["adam"]["reached"], "adam_test_accuracy": r["adam"]["test_accuracy"],
                      "grow_over_adam": None if r["grow_vs_adam_time_ratio"] is None
                      else round(r["grow_vs_adam_time_ratio"], 3)})
-    dump({"benchmark": "grow_vs_adam", "fire_rate": args.fire_rate, "rows": rows, "machine": machine()})
+    dump({"benchmark": "grow_vs_adam", "rule": args.rule, "fire_rate": args.fire_rate,
+          "code_tile": args.code_tile, "rows": rows, "machine": machine()})
 
 
 if __name__ == "__main__":

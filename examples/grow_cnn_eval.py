@@ -31,12 +31,15 @@ def _fmt(m: float) -> str:
 def run(rule_path: Optional[str] = None, ms: Sequence[float] = (0.125, 0.25), hs: Sequence[int] = (16, 32),
         ks: Sequence[int] = (3, 4), steps: Optional[int] = None, test_size: int = 2000, seed: int = 0,
         out: Optional[str] = None, dataset: Optional[str] = None, adam_steps: int = 0,
-        fire_rate: Optional[float] = None, split: str = "test") -> Dict[str, Any]:
+        fire_rate: Optional[float] = None, split: str = "test", code_tile: Optional[str] = None) -> Dict[str, Any]:
     """Grow every ``cnn:m,k,h`` of the grid and return ``{k: [[acc per m] per h]}`` plus summaries.
 
     ``fire_rate`` overrides the rule's ``grow.fire_rate`` (1.0: every edge updates, growth is deterministic).
     ``split``: ``"test"`` (the official test set) or ``"val"`` (the validation images the meta-trainer
     holds out of the training set: ``data.val_fraction`` and ``data.split_seed`` of the rule's config).
+
+    ``code_tile``: a reference CNN spec; hidden neurons are indexed modulo its widths (``grow.code_tile``),
+    so cells wider than the reference grow as copies of its neurons.
 
     With ``adam_steps > 0`` every cell is also trained with Adam (``"adam_acc"``, same layout)."""
     from _common import image_split
@@ -49,6 +52,9 @@ def run(rule_path: Optional[str] = None, ms: Sequence[float] = (0.125, 0.25), hs
 
     rule, cfg = load_rule(rule_path or SHIPPED_RULE)
     cfg.set_fire_rate(fire_rate)
+    if code_tile is not None:
+        cfg.grow.code_tile = code_tile
+        cfg.check()
     factory = factory_from_config(cfg)
     n_steps = steps if steps is not None else cfg.train.steps_max
     dataset = dataset or cfg.data.name
@@ -87,7 +93,7 @@ def run(rule_path: Optional[str] = None, ms: Sequence[float] = (0.125, 0.25), hs
     flat = [v for g in grids.values() for row in g for v in row]
     result = {"rule": str(rule_path or SHIPPED_RULE), "dataset": dataset, "split": split, "steps": n_steps,
               "test_size": test_size,
-              "fire_rate": cfg.grow.fire_rate,
+              "fire_rate": cfg.grow.fire_rate, "code_tile": cfg.grow.code_tile,
               "ms": list(ms), "hs": list(hs), "ks": list(ks), "acc": {str(k): g for k, g in grids.items()},
               "trained": sorted([list(t) for t in trained]), "parameters": params,
               "mean": sum(flat) / len(flat), "best": max(flat), **_unseen(grids, ms, hs, trained),
@@ -139,6 +145,8 @@ def _plot(result: Dict[str, Any], trained: set, out: Path) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
+    from neuralgraph.meta.plots import output_path
+
     ms, hs, ks = result["ms"], result["hs"], result["ks"]
     fig, axes = plt.subplots(1, len(ks), figsize=(1.5 + 1.1 * len(ms) * len(ks), 1.2 + 0.6 * len(hs)),
                              squeeze=False)
@@ -160,9 +168,9 @@ def _plot(result: Dict[str, Any], trained: set, out: Path) -> None:
                  f"{result['steps']} rule steps (red: training archs)", fontsize=9)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out.with_suffix(".png"), dpi=90)
+    fig.savefig(output_path(out, ".png"), dpi=90)
     plt.close(fig)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=1))
+    output_path(out, ".json").write_text(json.dumps(result, indent=1))
 
 
 def main() -> None:
@@ -179,6 +187,8 @@ def main() -> None:
                         help="test set, or the meta-trainer's validation images (to choose a snapshot)")
     parser.add_argument("--fire-rate", type=float, default=None,
                         help="fraction of edges updated per rule step (default: the rule's grow.fire_rate)")
+    parser.add_argument("--code-tile", default=None, metavar="SPEC",
+                        help="index hidden neurons modulo this reference CNN's widths (grow.code_tile)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=None, help="prefix for PNG + JSON")
     parser.add_argument("--quick", action="store_true", help="a 2x1x1 grid on 200 images")
@@ -187,7 +197,8 @@ def main() -> None:
     if args.quick:
         args.ms, args.hs, args.ks, args.test_size = [0.125, 0.25], [16], [4], 200
     res = run(args.rule, args.ms, args.hs, args.ks, args.steps, args.test_size, out=args.out,
-              dataset=args.dataset, adam_steps=args.adam_steps, fire_rate=args.fire_rate, split=args.split)
+              dataset=args.dataset, adam_steps=args.adam_steps, fire_rate=args.fire_rate, split=args.split,
+              code_tile=args.code_tile)
     keys = ("dataset", "split", "mean", "best", "fraction_ge_95", "seconds", "adam_mean", "adam_best", "adam_seconds")
     print(json.dumps({k: res[k] for k in keys if k in res}))
 

@@ -86,10 +86,10 @@ def main(argv: list | None = None) -> int:
                "torch": torch.__version__}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(summary, indent=1))
-    from neuralgraph.meta.plots import grid_heatmap
+    from neuralgraph.meta.plots import grid_heatmap, output_path
 
-    grid_heatmap(acc, widths, widths, [], str(out.with_suffix(".png")),
+    output_path(out, ".json").write_text(json.dumps(summary, indent=1))
+    grid_heatmap(acc, widths, widths, [], str(output_path(out, ".png")),
                  title=f"Adam, {args.epochs} epochs: mean {summary['mean']:.3f}")
     print(json.dumps({k: summary[k] for k in ("mean", "best", "worst", "cells_ge_095", "mean_per_epoch",
                                               "mean_early", "seconds")}))

@@ -33,6 +33,22 @@ def _fire_rate(args: argparse.Namespace, cfg: Any) -> None:
         raise SystemExit(str(exc)) from exc
 
 
+CODE_TILE_HELP = ("reference architecture whose hidden widths index the grown network's hidden neurons "
+                  "(neuron i of the l-th hidden layer -> i mod the reference's l-th width): a network wider "
+                  "than the rule's training architectures grows as copies of the reference's neurons "
+                  "(grow.code_tile; default: the rule's config, usually off)")
+
+
+def _code_tile(args: argparse.Namespace, cfg: Any) -> None:
+    """Apply ``--code-tile`` to ``cfg.grow.code_tile`` (checked against the rest of the config)."""
+    if args.code_tile is not None:
+        cfg.grow.code_tile = args.code_tile
+        try:
+            cfg.check()
+        except ValueError as exc:
+            raise SystemExit(f"--code-tile {args.code_tile}: {exc}") from exc
+
+
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("meta-train", help="meta-train a local rule from a YAML/JSON config")
     p.add_argument("config", help="YAML or JSON MetaConfig")
@@ -52,6 +68,7 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--plot", help="PNG of weight evolution over rule steps")
     g.add_argument("--json", action="store_true", help="print the trajectory as JSON")
     g.add_argument("--fire-rate", type=float, default=None, help=FIRE_RATE_HELP)
+    g.add_argument("--code-tile", default=None, metavar="SPEC", help=CODE_TILE_HELP)
     g.add_argument("--every", type=int, default=1,
                    help="evaluate every N rule steps (step 0 and the last step always; large CNNs "
                         "spend most of the time in evaluation)")
@@ -65,6 +82,7 @@ def add_parser(sub: Any) -> None:
                    help=f"grown networks per architecture (seeds {EVAL_SEED}, {EVAL_SEED + 1}, ...); with > 1 "
                         "the JSON also holds each growth's accuracy and the seed spread")
     e.add_argument("--fire-rate", type=float, default=None, help=FIRE_RATE_HELP)
+    e.add_argument("--code-tile", default=None, metavar="SPEC", help=CODE_TILE_HELP)
     e.add_argument("--split", default="test", choices=["val", "test"])
     e.add_argument("--out", required=True, help="output prefix: writes PREFIX.png and PREFIX.json")
     e.add_argument("--threads", type=int, default=1)
@@ -109,6 +127,7 @@ def run_grow(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     rule, cfg = load_rule(args.rule)
     _fire_rate(args, cfg)
+    _code_tile(args, cfg)
     factory = factory_from_config(cfg)
     spec = arch_name(args.arch)
     data = _data(cfg, args.split)
@@ -122,7 +141,8 @@ def run_grow(args: argparse.Namespace) -> int:
     n_params = template.num_edges
     print(f"{spec}: {n_params} parameters, {args.split} accuracy {rec['acc'][-1]:.4f} after {args.steps} "
           f"rule steps (best {max(rec['acc']):.4f} at step {rec['step'][rec['acc'].index(max(rec['acc']))]}), "
-          f"grown in {rec['grow_seconds']:.2f} s, {secs:.2f} s incl. evaluation")
+          f"grown in {rec['grow_seconds']:.2f} s, {secs:.2f} s incl. evaluation"
+          + (f" (hidden neurons indexed modulo {cfg.grow.code_tile})" if cfg.grow.code_tile else ""))
     if args.save:
         torch.save(factory.module(spec, rec["state"][0]), args.save)
         print(f"saved grown module to {args.save}")
@@ -179,12 +199,13 @@ def run_eval(args: argparse.Namespace) -> int:
     import torch
 
     from neuralgraph.datasets.architectures import parse_arch
-    from neuralgraph.meta.plots import grid_heatmap
+    from neuralgraph.meta.plots import grid_heatmap, output_path
     from neuralgraph.meta.trainer import load_rule
 
     torch.set_num_threads(args.threads)
     rule, cfg = load_rule(args.rule)
     _fire_rate(args, cfg)
+    _code_tile(args, cfg)
     if args.grid:
         xs_s, _, ys_s = args.grid.partition(":")
         xs = [int(v) for v in xs_s.split(",")]
@@ -205,7 +226,7 @@ def run_eval(args: argparse.Namespace) -> int:
             train.append((kw["sizes"][1], kw["sizes"][2]))
     flat = [v for row in vals for v in row]
     summary = {"rule": str(args.rule), "config": cfg.name, "steps": args.steps, "samples": args.samples,
-               "fire_rate": cfg.grow.fire_rate,
+               "fire_rate": cfg.grow.fire_rate, "code_tile": cfg.grow.code_tile,
                "split": args.split, "xs": xs, "ys": ys, "acc": vals, "train_archs": train,
                "mean": sum(flat) / len(flat), "best": max(flat), "worst": min(flat), "seconds": round(secs, 1)}
     if args.samples > 1:  # the seed spread: per cell max - min over the growths, and each growth's accuracy
@@ -214,11 +235,11 @@ def run_eval(args: argparse.Namespace) -> int:
                        spread_mean=sum(spread) / len(spread), spread_max=max(spread))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(summary, indent=1))
-    grid_heatmap(vals, xs, ys, train, out.with_suffix(".png"),
+    output_path(out, ".json").write_text(json.dumps(summary, indent=1))
+    grid_heatmap(vals, xs, ys, train, output_path(out, ".png"),
                  f"{cfg.name}: {args.split} accuracy after {args.steps} rule steps\n"
                  f"mean {summary['mean']:.3f}, best {summary['best']:.3f}; red = training architectures")
     print(json.dumps({k: summary[k] for k in ("mean", "best", "worst", "spread_mean", "spread_max", "seconds")
                       if k in summary}))
-    print(f"wrote {out.with_suffix('.png')} and {out.with_suffix('.json')}")
+    print(f"wrote {output_path(out, '.png')} and {output_path(out, '.json')}")
     return 0

@@ -99,6 +99,12 @@ class GrowConfig:
             relative position), so a narrow layer samples the same code range
             as a wide one; ``0`` (default) = absolute indices (see
             ``GraphFactory``).
+        code_tile: a reference architecture spec: hidden neuron ``i`` of the
+            ``l``-th hidden layer is indexed ``i mod W_l`` (``W_l`` the
+            reference's ``l``-th hidden width) in the position code and in
+            ``edge_pos``, so a network wider than the reference grows as copies
+            of the reference's neurons (see ``GraphFactory``); ``""`` = off.
+            Usually set at growth time (``--code-tile``), not in training.
     """
 
     hidden_dim: int = 16
@@ -113,6 +119,7 @@ class GrowConfig:
     hidden_bias: bool = True
     kernel_offsets: bool = False
     hidden_code_range: int = 0
+    code_tile: str = ""
 
 
 @dataclass
@@ -317,6 +324,15 @@ class MetaConfig:
             raise ValueError("train.checkpoint_chunk and train.loss_steps must be >= 1")
         if g.hidden_code_range < 0:
             raise ValueError(f"grow.hidden_code_range must be >= 0, got {g.hidden_code_range}")
+        if g.code_tile:
+            if g.hidden_code_range:
+                raise ValueError("grow.code_tile and grow.hidden_code_range both re-index hidden neurons; "
+                                 "set one of them")
+            if t.code_subset_prob > 0:
+                raise ValueError("train.code_subset_prob draws absolute indices; it does not combine with "
+                                 "grow.code_tile")
+            from neuralgraph.datasets.architectures import parse_arch
+            parse_arch(g.code_tile)
         if not 0.0 <= t.code_subset_prob <= 1.0:
             raise ValueError(f"train.code_subset_prob must lie in [0, 1], got {t.code_subset_prob}")
         if t.code_subset_prob > 0 and t.code_subset_range < 1:

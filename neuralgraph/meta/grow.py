@@ -111,6 +111,24 @@ def embed_conv_layer(small: NeuralGraph, small_weight: Tensor, host: NeuralGraph
     return torch.cat([host_weight[:hs.offset], block.reshape(-1), host_weight[hs.offset + hs.numel:]])
 
 
+def _reindexed_pos(graph: NeuralGraph, node_index: Tensor) -> Tensor:
+    """``graph.edge_pos`` with every edge's backward / forward neuron axis (1 / 2) moved to
+    ``node_index`` of its source / target neuron where that neuron's index changed, ``[E, 5]``."""
+    if node_index.shape != graph.node_pos.shape:
+        raise ValueError(f"code: node_index has shape {tuple(node_index.shape)}, the graph has "
+                         f"{graph.num_nodes} neurons")
+    pos = graph.edge_pos.clone()
+    src, dst = graph.edge_index
+    moved = node_index != graph.node_pos
+    for axis, end in ((2, dst), (1, src)):
+        sel = moved[end]
+        if not torch.equal(pos[sel, axis], graph.node_pos[end[sel]]):
+            raise ValueError(f"code: axis {axis} of edge_pos is not the neuron index of the edges' "
+                             "neurons, so it cannot be re-indexed")
+        pos[sel, axis] = node_index[end[sel]]
+    return pos
+
+
 def hidden_layers(graph: NeuralGraph) -> List[Tuple[int, Tensor, int]]:
     """``(node layer, [|V|] mask of its hidden neurons, width)`` for every layer of hidden neurons."""
     hidden = graph.node_role == NODE_ROLES.index("hidden")
@@ -145,7 +163,8 @@ class GraphFactory:
             weights standardised to zero mean and unit variance (Qiao et al.,
             2019, times ``gain``): the rule only has to get the *pattern* of a
             hidden neuron's weights right, not their common offset or scale.
-            Output neurons keep plain fan-in scaling (free logit scale).
+            Output neurons use their rule-space weights as they are (no
+            standardisation, no fan-in gain: a free logit scale).
         hidden_bias (bool): ``False`` fixes the biases of hidden neurons at
             zero in the network (output biases stay free).  With standardised
             (zero-mean) incoming weights a hidden ReLU unit then stays active on
@@ -163,6 +182,20 @@ class GraphFactory:
             width sample the same code range; a layer wider than ``R`` is
             refused (two neurons would share a code and grow identically).
             ``0`` = absolute indices.
+        code_tile (str): a reference architecture spec (``"cnn:m=0.5,k=5,h=32"``).
+            Hidden neuron ``i`` of the ``l``-th hidden layer is indexed
+            ``i mod W_l``, ``W_l`` the width of the reference's ``l``-th hidden
+            layer, in both places a rule sees neuron indices: the position code
+            and the graph's ``edge_pos`` (the Weight Transformer's rotary
+            positions).  A layer wider than the reference then consists of
+            copies of the reference's neurons, which a permutation-equivariant
+            rule with normalised aggregation grows identically: a rule fitted to
+            the reference's widths grows a wider network without meeting
+            indices it never saw.  With widths that are multiples of the
+            reference's, the grown network computes the grown reference's
+            function, up to the bias edges' share in neighbourhood means
+            (logits scaled; see :meth:`tile_index`).  Layers no wider than the reference keep their
+            indices.  ``""`` = off.
     """
 
     def __init__(self, hidden_dim: int = 16, hidden_init: str = "sinusoidal", code_base: float = 1000.0,
@@ -170,10 +203,14 @@ class GraphFactory:
                  weight_std: float = 0.0, activation: str = "relu",
                  input_shape: Optional[Tuple[int, ...]] = None, fan_in_scaling: bool = False,
                  weight_standardization: bool = False, hidden_bias: bool = True,
-                 kernel_offsets: bool = False, hidden_code_range: int = 0) -> None:
+                 kernel_offsets: bool = False, hidden_code_range: int = 0, code_tile: str = "") -> None:
         if hidden_code_range < 0:
             raise ValueError(f"hidden_code_range must be >= 0, got {hidden_code_range}")
+        if code_tile and hidden_code_range:
+            raise ValueError("code_tile and hidden_code_range both re-index hidden neurons; set one of them")
         self.hidden_code_range = hidden_code_range
+        self.code_tile = arch_name(code_tile) if code_tile else ""
+        self._tile_widths: Optional[List[int]] = None
         self.hidden_bias = hidden_bias
         self.kernel_offsets = kernel_offsets
         self.fan_in_scaling = fan_in_scaling or weight_standardization
@@ -218,7 +255,12 @@ class GraphFactory:
             shape = self.input_shape if key.startswith("cnn") else None
             graph = to_neural_graph(model, hidden_dim=self.hidden_dim, input_shape=shape,
                                     hidden_init="zeros")
-            graph.hidden = self.code(graph)
+            if self.code_tile:
+                index = self.tile_index(graph, key)
+                graph.hidden = self.code(graph, index)
+                graph.edge_pos = _reindexed_pos(graph, index)
+            else:
+                graph.hidden = self.code(graph)
             self._templates[key] = graph
             self._attach(key, graph)
         return self._templates[key]
@@ -273,21 +315,9 @@ class GraphFactory:
         leaving a neuron whose index changed takes the new index in its
         forward/backward neuron axis.  Without it, ``hidden_code_range`` (if set)
         gives the indices (:meth:`relative_index`)."""
-        pos = graph.edge_pos.clone()
         if node_index is None and self.hidden_code_range:
             node_index = self.relative_index(graph)
-        if node_index is not None:
-            if node_index.shape != graph.node_pos.shape:
-                raise ValueError(f"code: node_index has shape {tuple(node_index.shape)}, the graph has "
-                                 f"{graph.num_nodes} neurons")
-            src, dst = graph.edge_index
-            moved = node_index != graph.node_pos
-            for axis, end in ((2, dst), (1, src)):
-                sel = moved[end]
-                if not torch.equal(pos[sel, axis], graph.node_pos[end[sel]]):
-                    raise ValueError(f"code: axis {axis} of edge_pos is not the neuron index of the edges' "
-                                     "neurons, so it cannot be re-indexed")
-                pos[sel, axis] = node_index[end[sel]]
+        pos = graph.edge_pos.clone() if node_index is None else _reindexed_pos(graph, node_index)
         if self.input_grid is not None:
             rows, cols = self.input_grid
             first = (pos[:, 0] == 0) & (graph.edge_kind == 0) & (pos[:, 3] == 0) & (pos[:, 4] == 0)
@@ -313,6 +343,39 @@ class GraphFactory:
             index[sel] = torch.div(graph.node_pos[sel] * r, width, rounding_mode="floor")
         return index
 
+    def tile_index(self, graph: NeuralGraph, spec: str = "") -> Tensor:
+        """Neuron indices with hidden neuron ``i`` of the ``l``-th hidden layer at ``i mod W_l``
+        (``W_l``: the ``code_tile`` reference's ``l``-th hidden width), ``[|V|]``.
+
+        A layer of width ``c * W_l`` holds ``c`` copies of every reference code,
+        and a permutation-equivariant rule grows copies of equal weights (exactly).
+        They equal the reference's weights up to the bias edges' share in the
+        neighbourhood means (one bias edge among ``c * n`` copied edges instead
+        of ``n``).  A hidden neuron of the next layer then sees every reference
+        input ``c`` times; with weight standardisation (per-neuron mean and
+        variance are unchanged by copies) and the fan-in gain
+        ``1 / sqrt(c * fan_in)`` its pre-activation is ``sqrt(c)`` times the
+        reference's; an output neuron's (grown weights used as they are) ``c``
+        times.  With zero hidden biases a ReLU network's logits minus the
+        output bias are the reference's times the product of those factors.
+
+        Raises:
+            ValueError: the graph and the reference have different numbers of
+                hidden layers (``spec`` names the graph in the message).
+        """
+        if self._tile_widths is None:
+            ref = to_neural_graph(build_arch(self.code_tile, self.activation),
+                                  input_shape=self.input_shape if self.code_tile.startswith("cnn") else None)
+            self._tile_widths = [w for _, _, w in hidden_layers(ref)]
+        layers = hidden_layers(graph)
+        if len(layers) != len(self._tile_widths):
+            raise ValueError(f"code_tile: {spec or 'the graph'} has {len(layers)} hidden layers, the reference "
+                             f"{self.code_tile} has {len(self._tile_widths)}")
+        index = graph.node_pos.clone()
+        for (_, sel, _), ref_width in zip(layers, self._tile_widths):
+            index[sel] = graph.node_pos[sel] % ref_width
+        return index
+
     def subset_code(self, spec: str | Sequence[int], generator: Optional[torch.Generator] = None,
                     code_range: int = 0) -> Tensor:
         """The position code of ``spec`` with each hidden layer's ``width`` neurons coded
@@ -321,8 +384,9 @@ class GraphFactory:
         the range gets a random permutation of its own codes, which a
         permutation-equivariant rule grows into the same network, permuted.
         Inputs, outputs and bias neurons keep their codes."""
-        if self.hidden_code_range:
-            raise ValueError("subset_code draws absolute indices; it does not combine with hidden_code_range")
+        if self.hidden_code_range or self.code_tile:
+            raise ValueError("subset_code draws absolute indices; it does not combine with hidden_code_range "
+                             "or code_tile")
         g = self.template(spec)
         index = g.node_pos.clone()
         for _, sel, width in hidden_layers(g):

@@ -5,7 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-__all__ = ["grid_heatmap", "weight_evolution", "curves"]
+__all__ = ["grid_heatmap", "weight_evolution", "curves", "output_path"]
+
+
+def output_path(prefix: str | Path, ext: str) -> Path:
+    """``prefix`` + ``ext`` (``".png"``, ``".json"``) for an ``--out PREFIX`` option.  A prefix that already
+    ends in ``.png`` or ``.json`` has that suffix replaced; any other dot is part of the name
+    (``runs/grid_m0.5`` -> ``runs/grid_m0.5.json``, where ``Path.with_suffix`` would give ``runs/grid_m0.json``)."""
+    prefix = Path(prefix)
+    if prefix.suffix in (".png", ".json"):
+        return prefix.with_suffix(ext)
+    return prefix.with_name(prefix.name + ext)
 
 
 def _plt():  # type: ignore[no-untyped-def]

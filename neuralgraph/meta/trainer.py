@@ -96,7 +96,8 @@ def factory_from_config(cfg: MetaConfig, split: Optional[Split] = None) -> Graph
     g = cfg.grow
     factory = GraphFactory(g.hidden_dim, g.hidden_init, g.code_base, g.input_grid, g.weight_init, g.weight_std,
                            cfg.arch.activation, None if cfg.data.flatten else (1, 28, 28), g.fan_in_scaling,
-                           g.weight_standardization, g.hidden_bias, g.kernel_offsets, g.hidden_code_range)
+                           g.weight_standardization, g.hidden_bias, g.kernel_offsets, g.hidden_code_range,
+                           g.code_tile)
     if cfg.rule.kwargs.get("data_conditioned"):
         d = cfg.data
         split = split or load_split(d.name, d.val_fraction, d.test_fraction, d.split_seed, d.root,

@@ -47,6 +47,14 @@ def test_meta_train_grow_eval(tmp_path, capsys):
     assert summary["fire_rate"] == 1.0 and summary["spread_max"] == 0.0
     with pytest.raises(SystemExit, match="--fire-rate must lie in"):
         main(["grow", "--rule", rule, "--arch", "4-6-3", "--fire-rate", "1.5"])
+    # --code-tile: hidden neurons indexed modulo a reference's widths (tests/meta/test_code_tile.py)
+    assert main(["grow", "--rule", rule, "--arch", "4-6-3", "--steps", "2", "--code-tile", "4-3-3"]) == 0
+    assert "(hidden neurons indexed modulo 4-3-3)" in capsys.readouterr().out
+    assert main(["eval", "--rule", rule, "--grid", "3,6:2", "--steps", "2", "--code-tile", "4-3-3-3",
+                 "--out", str(tmp_path / "grid_m0.5")]) == 0
+    assert json.loads((tmp_path / "grid_m0.5.json").read_text())["code_tile"] == "4-3-3-3"
+    with pytest.raises(SystemExit, match="--code-tile cnn:q=1: .*unknown key 'q'"):
+        main(["grow", "--rule", rule, "--arch", "4-6-3", "--code-tile", "cnn:q=1"])
 
 
 def test_grow_missing_rule_file(tmp_path):

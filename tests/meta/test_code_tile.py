@@ -1,0 +1,130 @@
+"""``grow.code_tile``: hidden neurons indexed modulo a reference architecture's widths, so a wider network
+grows as copies of the reference's neurons (``GraphFactory.tile_index``)."""
+
+import math
+
+import pytest
+import torch
+
+import neuralgraph as ng
+from neuralgraph.meta import GraphFactory, MetaConfig, unroll
+from neuralgraph.meta.grow import hidden_layers
+from neuralgraph.meta.trainer import factory_from_config
+
+from .helpers import tiny_config
+
+CASES = [("5-4-3-2", "5-8-9-2"), ("cnn:m=0.125,k=3,h=6", "cnn:m=0.25,k=3,h=12")]
+
+
+def _factory(ref: str = "", **kw) -> GraphFactory:
+    return GraphFactory(hidden_dim=8, code_base=50.0, input_shape=(1, 28, 28), fan_in_scaling=True,
+                        weight_standardization=True, hidden_bias=False, code_tile=ref, **kw)
+
+
+@pytest.mark.parametrize("ref,spec", CASES)
+def test_code_tile_matches_a_per_edge_reference(ref, spec):
+    """Edge by edge: a hidden source / target neuron's index becomes ``index mod`` the reference's width of
+    that hidden layer, in ``edge_pos`` and in the position code; everything else keeps its position."""
+    plain, tiled = _factory(), _factory(ref)
+    g0, g = plain.template(spec), tiled.template(spec)
+    widths = {layer: w for layer, _, w in hidden_layers(plain.template(ref))}
+    order = {layer: i for i, (layer, _, _) in enumerate(hidden_layers(g0))}
+    ref_width = {layer: list(widths.values())[i] for layer, i in order.items()}
+    pos = g0.edge_pos.clone()
+    for e in range(g0.num_edges):
+        src, dst = int(g0.edge_index[0, e]), int(g0.edge_index[1, e])
+        if int(g0.node_role[dst]) == 1:
+            pos[e, 2] = int(g0.node_pos[dst]) % ref_width[int(g0.node_layer[dst])]
+        if int(g0.node_role[src]) == 1 and int(g0.edge_kind[e]) == 0:
+            pos[e, 1] = int(g0.node_pos[src]) % ref_width[int(g0.node_layer[src])]
+    assert torch.equal(g.edge_pos, pos)
+    assert not torch.equal(g.edge_pos, g0.edge_pos)
+    assert torch.equal(g.hidden, ng.positional.position_code(pos, 8, base=50.0))
+    # the reference itself (and anything no wider) keeps its indices
+    assert torch.equal(tiled.template(ref).edge_pos, plain.template(ref).edge_pos)
+    assert torch.equal(tiled.template(ref).hidden, plain.template(ref).hidden)
+
+
+def _rule(kind: str) -> torch.nn.Module:
+    torch.manual_seed(0 if kind == "mlp" else 1)  # (seeds 0 and 2 grow a CNN whose dense ReLUs are all off)
+    if kind == "mlp":
+        rule = ng.rules.MLPRule(8, width=16, depth=2)
+        torch.nn.init.normal_(rule.out.weight, std=0.3)
+    else:
+        rule = ng.rules.WeightTransformer(hidden_dim=8, heads=2, head_dim=4, ff_dim=16, head_width=16,
+                                          zero_init=False, update_scale=0.5)
+    return rule.eval()
+
+
+def _grow(factory: GraphFactory, rule: torch.nn.Module, spec: str) -> torch.Tensor:
+    g = factory.template(spec)
+    with torch.no_grad():
+        w, _ = unroll(g, rule, (torch.zeros_like(g.weight), g.hidden), 3, 1.0, seed=0, chunk=3,
+                      use_checkpoint=False)
+    return w
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max())
+
+
+@pytest.mark.parametrize("kind", ["mlp", "wt"])
+@pytest.mark.parametrize("ref,spec", CASES)
+def test_tiled_growth_copies_the_reference(kind, ref, spec):
+    """Edges with the same tiled indices grow exactly the same weight (the copies), and that weight is the
+    reference edge's up to the bias edges' share in the neighbourhood means (one bias edge among ``c * n``
+    copied edges instead of ``n``; here < 5% of the largest weight).  The network then computes the
+    reference's function: logits minus the output bias are the reference's times ``sqrt(c)`` for every
+    hidden layer fed by ``c`` copies and ``c`` for the output layer, to the same few per cent.  Without
+    tiling the wide network is a different one."""
+    rule = _rule(kind)
+    tiled = _factory(ref)
+    w_ref, w = _grow(tiled, rule, ref), _grow(tiled, rule, spec)
+    g_ref, g = tiled.template(ref), tiled.template(spec)
+    keys = [tuple(p) + (int(k),) for p, k in zip(g.edge_pos.tolist(), g.edge_kind)]
+    first: dict = {}
+    for e, k in enumerate(keys):
+        first.setdefault(k, e)
+    assert len(first) < len(keys) / 2  # most edges are copies
+    assert torch.allclose(w, w[[first[k] for k in keys]], atol=1e-6)  # exact copies
+    ref_w = {tuple(p) + (int(k),): float(v) for p, k, v in zip(g_ref.edge_pos.tolist(), g_ref.edge_kind, w_ref)}
+    expect = torch.tensor([ref_w[k] for k in keys])
+    assert _rel(w, expect) < 0.05
+
+    x = torch.randn(6, 5) if ref[0] != "c" else torch.randn(6, 1, 28, 28)
+    out_b = (g.edge_kind == 1) & (g.node_role[g.edge_index[1]] == 2)
+    bias = tiled.network_weight(spec, w)[out_b]
+    copies = [wide // narrow for (_, _, wide), (_, _, narrow) in zip(hidden_layers(g), hidden_layers(g_ref))]
+    # hidden layers: standardised weights times 1 / sqrt(fan_in) -> sqrt(c); the output layer's weights
+    # are used as grown (no gain) -> c
+    scale = math.prod(math.sqrt(c) for c in copies[:-1]) * copies[-1]
+    ref_out = scale * (g_ref.forward(x, weight=tiled.network_weight(ref, w_ref)) - bias)
+    out = g.forward(x, weight=tiled.network_weight(spec, w)) - bias
+    assert ref_out.abs().max() > 1e-2
+    assert _rel(out, ref_out) < 0.05
+
+    plain = _factory()
+    w_plain = _grow(plain, rule, spec)
+    plain_out = plain.template(spec).forward(x, weight=plain.network_weight(spec, w_plain)) - bias
+    assert _rel(plain_out, ref_out) > 4 * _rel(out, ref_out)
+
+
+def test_code_tile_errors_and_config(tmp_path):
+    with pytest.raises(ValueError, match="has 2 hidden layers, the reference 5-4-3 has 1"):
+        _factory("5-4-3").template("5-8-9-2")
+    with pytest.raises(ValueError, match="set one of them"):
+        GraphFactory(code_tile="5-4-3", hidden_code_range=4)
+    with pytest.raises(ValueError, match="does not combine"):
+        _factory("5-4-3-2").subset_code("5-8-9-2", None, 20)
+    d = tiny_config(tmp_path)
+    d["grow"]["code_tile"] = "4-8-3"
+    cfg = MetaConfig.from_dict(d)
+    assert factory_from_config(cfg).code_tile == "4-8-3"
+    d["grow"]["hidden_code_range"] = 8
+    with pytest.raises(ValueError, match="set one of them"):
+        MetaConfig.from_dict(d)
+    d["grow"]["hidden_code_range"] = 0
+    d["grow"]["code_tile"] = "cnn:q=3"
+    with pytest.raises(ValueError, match="unknown key 'q'"):
+        MetaConfig.from_dict(d)
+
