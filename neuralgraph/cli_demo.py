@@ -1,8 +1,9 @@
 """``neuralgraph demo``: grow networks the shipped rules never saw, with no backprop, against Adam.
 
 By default two runs: the MLPRule meta-trained on iris grows an unseen iris MLP,
-and the Weight Transformer meta-trained on small MNIST CNNs grows an unseen
-kernel-4 CNN.  ``--rule`` runs one rule instead.
+and the Weight Transformer meta-trained on three small kernel-5 MNIST CNNs grows
+an unseen CNN with 4-8x their filters (``neuralgraph.demo.DEMO_CNN_ARCH``).
+``--rule`` runs one rule instead.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--fire-rate", type=float, default=None,
                    help="fraction of edges each rule step updates (default: the rule's grow.fire_rate; "
                         "1.0 updates every edge)")
+    p.add_argument("--code-tile", default=None, metavar="SPEC",
+                   help="with --rule: index hidden neurons modulo this reference architecture's widths "
+                        "(grow.code_tile)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--adam-time-limit", type=float, default=60.0, help="seconds of Adam training at most")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
@@ -35,16 +39,28 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from neuralgraph.demo import SHIPPED_IRIS_RULE, SHIPPED_RULE, format_report, run_demo
+    from neuralgraph.demo import (
+        DEMO_CNN_ARCH,
+        DEMO_CNN_RULE,
+        DEMO_CODE_TILE,
+        SHIPPED_IRIS_RULE,
+        format_report,
+        run_demo,
+    )
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    rules = [args.rule] if args.rule else [SHIPPED_IRIS_RULE, SHIPPED_RULE]
+    if args.rule:
+        rules = [(args.rule, args.arch, args.code_tile)]
+    else:
+        if args.arch or args.code_tile:
+            raise SystemExit("demo: --arch and --code-tile need --rule")
+        rules = [(SHIPPED_IRIS_RULE, None, None), (DEMO_CNN_RULE, DEMO_CNN_ARCH, DEMO_CODE_TILE)]
     t0 = time.perf_counter()
     results = []
-    for i, rule in enumerate(rules):
-        r = run_demo(rule, args.arch if args.rule else None, args.steps, args.seed, args.adam_time_limit,
-                     args.data_root, args.fire_rate)
+    for i, (rule, arch, tile) in enumerate(rules):
+        r = run_demo(rule, arch, args.steps, args.seed, args.adam_time_limit, args.data_root, args.fire_rate,
+                     tile)
         results.append(r)
         if not args.json:
             if len(rules) > 1:

@@ -1,17 +1,23 @@
-r"""``neuralgraph demo``: grow an unseen MNIST CNN with the shipped rule, against Adam.
+r"""``neuralgraph demo``: grow an unseen MNIST CNN with a shipped rule, against Adam.
 
-The shipped rule (``neuralgraph/checkpoints/wt_mnist_cnn.pt``) is a Weight
-Transformer meta-trained on a few small CNNs of the seed-000 family in stages:
-``examples/grow_cnn.yaml``, ``grow_cnn_stage2.yaml`` (that rule is kept as
-``wt_mnist_cnn_stage2.pt``), ``grow_cnn_stage4k.yaml``, ``grow_cnn_stage5.yaml``, ``grow_cnn_stage6.yaml``,
-``grow_cnn_stage7.yaml``, ``grow_cnn_consistency_w3.yaml``, ``grow_cnn_consistency2.yaml`` (these two
-with the kernel-consistency loss), ``grow_cnn_regrow.yaml``, ``grow_cnn_regrow2.yaml`` (a sample pool with
-zero-out) and ``grow_cnn_span.yaml`` (training CNNs that span the grid's widths).
-The demo grows a CNN whose architecture was never seen in meta-training (m = 0.5, k = 5),
-with no backprop, reports its MNIST test accuracy, parameter count and growing
-time, checks that the grown graph converted back with ``to_module()`` gives the
-same accuracy, and then trains the same architecture with Adam until it
-reaches the grown network's accuracy, timing both in the same run.
+The demo's CNN rule (:data:`DEMO_CNN_RULE`, ``neuralgraph/checkpoints/wt_mnist_cnn_k5s3.pt``) is a Weight
+Transformer meta-trained on three small kernel-5 CNNs of the seed-000 family (30-83K parameters; the
+general rule ``wt_mnist_cnn.pt`` continued by ``examples/grow_cnn_k5_region.yaml`` and
+``grow_cnn_k5_region3.yaml``).  The demo grows :data:`DEMO_CNN_ARCH`, a CNN it never saw with 4-8x the
+filters of its training CNNs, in 3 rule steps from all-zero weights with no backprop.  Its hidden neurons are
+indexed modulo the widths of the training CNN :data:`DEMO_CODE_TILE` (``grow.code_tile``), so the wide
+network grows as copies of that CNN's neurons.  It reports the MNIST test accuracy, parameter count and
+growing time, checks that the grown graph converted back with ``to_module()`` gives the same accuracy, and
+then trains the same architecture with Adam until it reaches the grown network's accuracy, timing both in
+the same run.
+
+:data:`SHIPPED_RULE` (``wt_mnist_cnn.pt``) is the embedded general rule for kernels 3-6, the default of the
+examples: meta-trained on small CNNs in stages: ``examples/grow_cnn.yaml``, ``grow_cnn_stage2.yaml`` (that
+rule is kept as ``wt_mnist_cnn_stage2.pt``), ``grow_cnn_stage4k.yaml``, ``grow_cnn_stage5.yaml``,
+``grow_cnn_stage6.yaml``, ``grow_cnn_stage7.yaml``, ``grow_cnn_consistency_w3.yaml``,
+``grow_cnn_consistency2.yaml`` (these two with the kernel-consistency loss), ``grow_cnn_regrow.yaml``,
+``grow_cnn_regrow2.yaml`` (a sample pool with zero-out) and ``grow_cnn_span.yaml`` (training CNNs that span
+the grid's widths).
 """
 
 from __future__ import annotations
@@ -23,8 +29,8 @@ from typing import Any, Dict, Optional
 import torch
 import torch.nn.functional as F
 
-__all__ = ["SHIPPED_RULE", "SHIPPED_IRIS_RULE", "run_demo", "default_arch", "adam_steps", "adam_time_to_accuracy",
-           "format_report"]
+__all__ = ["SHIPPED_RULE", "SHIPPED_IRIS_RULE", "DEMO_CNN_RULE", "DEMO_CNN_ARCH", "DEMO_CODE_TILE", "run_demo",
+           "default_arch", "adam_steps", "adam_time_to_accuracy", "format_report"]
 
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 #: Weight Transformer meta-trained on small MNIST CNNs (``examples/grow_cnn.yaml``, ``grow_cnn_stage2.yaml``,
@@ -32,6 +38,13 @@ CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 #: ``grow_cnn_consistency_w3.yaml``, ``grow_cnn_consistency2.yaml``, ``grow_cnn_regrow.yaml``,
 #: ``grow_cnn_regrow2.yaml``, ``grow_cnn_span.yaml``).
 SHIPPED_RULE = CHECKPOINTS / "wt_mnist_cnn.pt"
+#: The demo's CNN rule: the 3-step kernel-5 region rule (``examples/grow_cnn_k5_region3.yaml``).
+DEMO_CNN_RULE = CHECKPOINTS / "wt_mnist_cnn_k5s3.pt"
+#: The demo's CNN (489,634 parameters), never seen in meta-training.
+DEMO_CNN_ARCH = "cnn:m=1,k=5,h=200"
+#: A training CNN of :data:`DEMO_CNN_RULE`: the demo's hidden neurons are indexed modulo its widths
+#: (chosen on the validation split, docs/results/grow_cnn.md).
+DEMO_CODE_TILE = "cnn:m=0.25,k=5,h=100"
 #: MLPRule meta-trained on iris 4-8-3 and 4-8-8-3 (``examples/iris.yaml``).
 SHIPPED_IRIS_RULE = CHECKPOINTS / "mlp_iris.pt"
 
@@ -127,11 +140,14 @@ def _load_data(cfg: Any, arch: str, data_root: Optional[str], seed: int) -> Dict
 
 def run_demo(rule_path: Optional[str | Path] = None, arch: Optional[str] = None,
              steps: Optional[int] = None, seed: int = 0, adam_time_limit: float = 60.0,
-             data_root: Optional[str] = None, fire_rate: Optional[float] = None) -> Dict[str, Any]:
+             data_root: Optional[str] = None, fire_rate: Optional[float] = None,
+             code_tile: Optional[str] = None) -> Dict[str, Any]:
     """Grow ``arch`` with the rule at ``rule_path`` (default: the shipped rule) and time Adam.
 
     ``fire_rate`` (default: the rule's ``grow.fire_rate``) is the fraction of edges each
     rule step updates; 1.0 updates every edge and makes growth deterministic.
+    ``code_tile`` (default: the rule's ``grow.code_tile``, usually off) indexes hidden
+    neurons modulo that reference architecture's widths.
 
     ``arch`` defaults to :func:`default_arch` of the rule's config; the data are
     MNIST (flattened for MLP rules) unless the rule was trained on
@@ -146,6 +162,9 @@ def run_demo(rule_path: Optional[str | Path] = None, arch: Optional[str] = None,
     path = Path(rule_path) if rule_path is not None else SHIPPED_RULE
     rule, cfg = load_rule(path)
     cfg.set_fire_rate(fire_rate)
+    if code_tile is not None:
+        cfg.grow.code_tile = code_tile
+        cfg.check()
     factory = factory_from_config(cfg)
     arch = arch or default_arch(cfg)
     # Adam is stopped on a probe set that is never the test set
@@ -174,6 +193,7 @@ def run_demo(rule_path: Optional[str | Path] = None, arch: Optional[str] = None,
         "rule": str(path), "arch": arch, "dataset": data["name"], "probe": data["probe"],
         "trained_on": cfg.trained_archs(),
         "parameters": graph.num_edges, "rule_steps": n_steps, "fire_rate": cfg.grow.fire_rate,
+        "code_tile": cfg.grow.code_tile,
         "grow_seconds": grow_seconds, "grown_test_accuracy": grown_acc,
         "to_module_test_accuracy": module_acc, "grown_probe_accuracy": probe_acc,
         "adam": adam,
@@ -188,6 +208,8 @@ def format_report(r: Dict[str, Any]) -> str:
         f"meta-trained on:   {', '.join(r['trained_on'])}",
         f"grown (unseen):    {r['arch']}  ({r['parameters']:,} parameters)",
         f"rule steps:        {r['rule_steps']} (no backprop; fire rate {r['fire_rate']:g})",
+        *([f"hidden neurons:    indexed modulo the widths of {r['code_tile']} (copies of its neurons)"]
+          if r.get("code_tile") else []),
         f"growing time:      {r['grow_seconds']:.2f} s",
         f"{r['dataset']} test accuracy: {100 * r['grown_test_accuracy']:.2f}% "
         f"(to_module(): {100 * r['to_module_test_accuracy']:.2f}%)",

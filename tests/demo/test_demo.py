@@ -10,7 +10,15 @@ import pytest
 import torch
 
 from neuralgraph.datasets.architectures import build_arch, parse_arch
-from neuralgraph.demo import SHIPPED_IRIS_RULE, SHIPPED_RULE, format_report, run_demo
+from neuralgraph.demo import (
+    DEMO_CNN_ARCH,
+    DEMO_CNN_RULE,
+    DEMO_CODE_TILE,
+    SHIPPED_IRIS_RULE,
+    SHIPPED_RULE,
+    format_report,
+    run_demo,
+)
 from neuralgraph.meta.trainer import load_rule
 from neuralgraph.rules import WeightTransformer
 
@@ -68,3 +76,16 @@ def test_demo_fire_rate(quick_rule: Path) -> None:
     assert "fire rate 1" in format_report(runs[(1.0, 0)])
     with pytest.raises(ValueError, match="fire_rate must lie in"):
         run_demo(quick_rule, arch, steps=2, adam_time_limit=0.2, fire_rate=0.0)
+
+
+def test_demo_cnn_grows_an_unseen_cnn_to_96() -> None:
+    """The demo's CNN: the 3-step kernel-5 rule grows `cnn:m=1,k=5,h=200` (489,634 parameters, 4-8x the
+    filters of its training CNNs) with hidden neurons indexed modulo the widths of its training CNN
+    `cnn:m=0.25,k=5,h=100`; docs/results/grow_cnn.md (session 18) has its test accuracy."""
+    torch.set_num_threads(1)
+    _, cfg = load_rule(DEMO_CNN_RULE)
+    assert DEMO_CNN_ARCH not in cfg.trained_archs() and DEMO_CODE_TILE in cfg.trained_archs()
+    r = run_demo(DEMO_CNN_RULE, DEMO_CNN_ARCH, code_tile=DEMO_CODE_TILE, adam_time_limit=0.5)
+    assert r["parameters"] == 489634 and r["code_tile"] == DEMO_CODE_TILE and r["rule_steps"] == 3
+    assert r["to_module_test_accuracy"] == r["grown_test_accuracy"] >= 0.96
+    assert f"indexed modulo the widths of {DEMO_CODE_TILE}" in format_report(r)
