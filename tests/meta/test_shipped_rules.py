@@ -140,6 +140,26 @@ def test_k5_three_step_region_rule_grows_the_unseen_cnn_to_96():
     assert acc >= 0.95
 
 
+def test_k5s3_rule_with_code_tile_grows_a_1_95m_parameter_cnn_to_97():
+    """`--code-tile cnn:m=0.25,k=5,h=100` (session 18): hidden neurons indexed modulo that training CNN's
+    widths, so the unseen 1,952,058-parameter `cnn:m=2,k=5,h=400` grows as copies of its neurons, to 97.80% on
+    the 10,000 test images (the grown reference: 97.98%); untiled, the same rule meets filter and unit
+    indices it never saw (63.1% on the first 2,000 validation images; docs/results/grow_cnn.md)."""
+    from neuralgraph.datasets import mnist_tensors
+
+    torch.set_num_threads(1)
+    rule, cfg = load_rule(CHECKPOINTS / "wt_mnist_cnn_k5s3.pt")
+    spec, ref = "cnn:m=2,k=5,h=400", "cnn:m=0.25,k=5,h=100"
+    assert spec not in cfg.trained_archs() and ref in cfg.trained_archs()
+    x, y = mnist_tensors("mnist", "test", flatten=False)
+    acc = {}
+    for tile in ("", ref):
+        cfg.grow.code_tile = tile
+        rec = grow_trajectory(factory_from_config(cfg), rule, spec, 3, 1.0, 0, (x[:1000], y[:1000]), every=3)
+        acc[tile] = rec["acc"][-1]
+    assert acc[ref] >= 0.96 and acc[""] < 0.8
+
+
 def test_k5_big_region_rule_grows_an_unseen_750k_parameter_cnn_to_90():
     """The kernel-5 rule for large CNNs (`grow_cnn_k5_big`, 2026-11-30, session 14: `wt_mnist_cnn_k5s3.pt`
     continued on `cnn:m=1,k=5,h=100` and `cnn:m=2,k=5,h=200`, 500 meta-steps): the unseen 751,446-parameter
