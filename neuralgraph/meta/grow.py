@@ -129,6 +129,22 @@ def _reindexed_pos(graph: NeuralGraph, node_index: Tensor) -> Tensor:
     return pos
 
 
+def _tile_factor(graph: NeuralGraph, index: Tensor) -> Optional[Tensor]:
+    """Per-edge multiplier that evens out uneven copy counts of a tiled graph, ``[E]`` (``None`` if every
+    tiled layer holds the same number of copies of each of its codes).
+
+    A weight edge leaving hidden neuron ``v`` of a layer of width ``X`` with ``d`` distinct codes gets
+    ``(X / d) / m``, ``m`` the number of neurons sharing ``v``'s code: a next-layer neuron then weighs every
+    reference input equally, as a layer of ``X / d`` copies of each would.  Other edges: 1."""
+    node = torch.ones(graph.num_nodes, dtype=graph.weight.dtype)
+    for _, sel, width in hidden_layers(graph):
+        counts = torch.bincount(index[sel])
+        distinct = int((counts > 0).sum())
+        node[sel] = (width / distinct) / counts[index[sel]].to(node.dtype)
+    edge = torch.where(graph.edge_kind == 0, node[graph.edge_index[0]], torch.ones_like(node[:1]))
+    return None if bool((edge == 1).all()) else edge
+
+
 def hidden_layers(graph: NeuralGraph) -> List[Tuple[int, Tensor, int]]:
     """``(node layer, [|V|] mask of its hidden neurons, width)`` for every layer of hidden neurons."""
     hidden = graph.node_role == NODE_ROLES.index("hidden")
@@ -191,11 +207,14 @@ class GraphFactory:
             copies of the reference's neurons, which a permutation-equivariant
             rule with normalised aggregation grows identically: a rule fitted to
             the reference's widths grows a wider network without meeting
-            indices it never saw.  With widths that are multiples of the
-            reference's, the grown network computes the grown reference's
-            function, up to the bias edges' share in neighbourhood means
-            (logits scaled; see :meth:`tile_index`).  Layers no wider than the reference keep their
-            indices.  ``""`` = off.
+            indices it never saw.  The grown network computes the grown
+            reference's function, up to the bias edges' share in neighbourhood
+            means (logits scaled; see :meth:`tile_index`).  A width that is not
+            a multiple of the reference's gives some codes one copy more; the
+            network weights of edges leaving such neurons are scaled so that
+            every reference neuron counts equally (:meth:`network_weight`).
+            Layers no wider than the reference keep their indices.  ``""`` =
+            off.
     """
 
     def __init__(self, hidden_dim: int = 16, hidden_init: str = "sinusoidal", code_base: float = 1000.0,
@@ -259,6 +278,7 @@ class GraphFactory:
                 index = self.tile_index(graph, key)
                 graph.hidden = self.code(graph, index)
                 graph.edge_pos = _reindexed_pos(graph, index)
+                graph.__dict__["tile_factor"] = _tile_factor(graph, index)
             else:
                 graph.hidden = self.code(graph)
             self._templates[key] = graph
@@ -287,19 +307,23 @@ class GraphFactory:
             g = self.template(spec)
             hidden_b = (g.edge_kind == 1) & (g.node_role[g.edge_index[1]] != 2)
             weight = weight.masked_fill(hidden_b, 0.0)
+        tile = self.template(spec).__dict__.get("tile_factor") if self.code_tile else None
         if self.weight_standardization:
             g = self.template(spec)
             dst = g.edge_index[1]
             # hidden layers only: the output layer keeps a free scale (logit temperature)
             is_w = ((g.edge_kind == 0) & (g.node_role[dst] != 2)).to(weight.dtype)
+            a = is_w if tile is None else is_w * tile  # uneven copies: each reference input counts once
             n = g.num_nodes
-            cnt = torch.zeros(n, dtype=weight.dtype).index_add_(0, dst, is_w).clamp_min(1.0)
-            mean = torch.zeros(n, dtype=weight.dtype).index_add_(0, dst, weight * is_w) / cnt
+            cnt = torch.zeros(n, dtype=weight.dtype).index_add_(0, dst, a).clamp_min(1.0)
+            mean = torch.zeros(n, dtype=weight.dtype).index_add_(0, dst, weight * a) / cnt
             cen = weight - mean[dst]
-            var = torch.zeros(n, dtype=weight.dtype).index_add_(0, dst, cen * cen * is_w) / cnt
+            var = torch.zeros(n, dtype=weight.dtype).index_add_(0, dst, cen * cen * a) / cnt
             std_w = cen * torch.rsqrt(var[dst] + 1e-5)
-            return torch.where(is_w.bool(), std_w * self.gain(spec), weight)
-        return weight * self.gain(spec) if self.fan_in_scaling else weight
+            out = torch.where(is_w.bool(), std_w * self.gain(spec), weight)
+        else:
+            out = weight * self.gain(spec) if self.fan_in_scaling else weight
+        return out if tile is None else out * tile
 
     def module(self, spec: str | Sequence[int], weight: Tensor) -> nn.Module:
         """The grown ``nn.Sequential`` (network weights written back with ``to_module``)."""
@@ -358,6 +382,11 @@ class GraphFactory:
         reference's; an output neuron's (grown weights used as they are) ``c``
         times.  With zero hidden biases a ReLU network's logits minus the
         output bias are the reference's times the product of those factors.
+        Widths that are not multiples hold some codes once more than others;
+        :meth:`network_weight` then weighs the edges leaving a neuron by
+        ``(X / d) / m`` (``d`` distinct codes, ``m`` copies of its code), in the
+        standardisation statistics and in the network weight, and the same
+        holds with ``c = X / d``.
 
         Raises:
             ValueError: the graph and the reference have different numbers of

@@ -109,6 +109,44 @@ def test_tiled_growth_copies_the_reference(kind, ref, spec):
     assert _rel(plain_out, ref_out) > 4 * _rel(out, ref_out)
 
 
+UNEVEN = [("5-4-3-2", "5-6-7-2"), ("cnn:m=0.125,k=3,h=6", "cnn:m=0.1875,k=3,h=10")]
+
+
+@pytest.mark.parametrize("ref,spec", CASES + UNEVEN)
+def test_copied_weights_compute_the_reference_function(ref, spec):
+    """Give every edge of the wide network exactly its reference edge's rule-space weight (random here): the
+    network weights then compute the reference's function, logits minus the output bias scaled by
+    ``sqrt(c)`` per hidden layer fed by ``c = X / d`` copies (``d`` distinct codes) and ``c`` for the output
+    layer, to float rounding.  Uneven widths hold some codes once more than others; the compensation in
+    ``network_weight`` (``tile_factor``) is what keeps the function there, and without it the logits differ."""
+    torch.manual_seed(0)
+    tiled = _factory(ref)
+    g_ref, g = tiled.template(ref), tiled.template(spec)
+    w_ref = torch.randn(g_ref.num_edges) * 0.5
+    ref_w = {tuple(p) + (int(k),): float(v) for p, k, v in zip(g_ref.edge_pos.tolist(), g_ref.edge_kind, w_ref)}
+    w = torch.tensor([ref_w[tuple(p) + (int(k),)] for p, k in zip(g.edge_pos.tolist(), g.edge_kind)])
+    widths = [(wide, min(wide, narrow)) for (_, _, wide), (_, _, narrow) in zip(hidden_layers(g), hidden_layers(g_ref))]
+    cs = [wide / d for wide, d in widths]
+    scale = math.prod(math.sqrt(c) for c in cs[:-1]) * cs[-1]
+    x = torch.randn(6, 5) if ref[0] != "c" else torch.randn(6, 1, 28, 28)
+    out_b = (g.edge_kind == 1) & (g.node_role[g.edge_index[1]] == 2)
+    bias = tiled.network_weight(spec, w)[out_b]
+    ref_out = scale * (g_ref.forward(x, weight=tiled.network_weight(ref, w_ref)) - bias)
+    out = g.forward(x, weight=tiled.network_weight(spec, w)) - bias
+    assert ref_out.abs().max() > 1e-2
+    assert _rel(out, ref_out) < 1e-4
+    factor = g.__dict__["tile_factor"]
+    if any(wide % d for wide, d in widths):
+        assert factor is not None and not torch.all(factor == 1)
+        g.__dict__["tile_factor"] = None  # the same network weights without the compensation
+        try:
+            assert _rel(g.forward(x, weight=tiled.network_weight(spec, w)) - bias, ref_out) > 1e-2
+        finally:
+            g.__dict__["tile_factor"] = factor
+    else:
+        assert factor is None  # even copies need no compensation: the plain network weights
+
+
 def test_code_tile_errors_and_config(tmp_path):
     with pytest.raises(ValueError, match="has 2 hidden layers, the reference 5-4-3 has 1"):
         _factory("5-4-3").template("5-8-9-2")
