@@ -302,7 +302,11 @@ class GraphFactory:
         return self._gains[key]
 
     def network_weight(self, spec: str | Sequence[int], weight: Tensor) -> Tensor:
-        """The network's parameters (``weight * gain``) for a rule-space weight vector."""
+        """The network's parameters (``weight * gain``) for a rule-space weight vector.
+
+        With ``code_tile`` and uneven copy counts, weight edges leaving a tiled neuron are also weighed by
+        the graph's ``tile_factor`` (see :func:`_tile_factor`), in the standardisation statistics and in
+        the result."""
         if not self.hidden_bias:
             g = self.template(spec)
             hidden_b = (g.edge_kind == 1) & (g.node_role[g.edge_index[1]] != 2)
