@@ -160,6 +160,23 @@ def test_k5s3_rule_with_code_tile_grows_a_1_95m_parameter_cnn_to_97():
     assert acc[ref] >= 0.96 and acc[""] < 0.8
 
 
+def test_k3_rule_with_code_tile_grows_an_unseen_1_3m_parameter_cnn_to_96():
+    """The kernel-3 specialist (`grow_cnn_k3_wide`, session 18: `wt_mnist_cnn_k5s3.pt` widened and continued on
+    the kernel-3 versions of its three CNNs) with `--code-tile cnn:m=0.25,k=3,h=100`: the unseen
+    1,295,674-parameter `cnn:m=2,k=3,h=400` grows to 96.53% on the 10,000 test images (docs/results/grow_cnn.md)."""
+    from neuralgraph.datasets import mnist_tensors
+
+    torch.set_num_threads(1)
+    rule, cfg = load_rule(CHECKPOINTS / "wt_mnist_cnn_k3.pt")
+    spec, ref = "cnn:m=2,k=3,h=400", "cnn:m=0.25,k=3,h=100"
+    assert cfg.name == "grow_cnn_k3_wide" and ref in cfg.trained_archs() and spec not in cfg.trained_archs()
+    assert {a.split("k=")[1][0] for a in cfg.trained_archs()} == {"3"}
+    cfg.grow.code_tile = ref
+    x, y = mnist_tensors("mnist", "test", flatten=False)
+    rec = grow_trajectory(factory_from_config(cfg), rule, spec, 3, 1.0, 0, (x[:1000], y[:1000]), every=3)
+    assert rec["acc"][-1] >= 0.95
+
+
 def test_k5_big_region_rule_grows_an_unseen_750k_parameter_cnn_to_90():
     """The kernel-5 rule for large CNNs (`grow_cnn_k5_big`, 2026-11-30, session 14: `wt_mnist_cnn_k5s3.pt`
     continued on `cnn:m=1,k=5,h=100` and `cnn:m=2,k=5,h=200`, 500 meta-steps): the unseen 751,446-parameter
