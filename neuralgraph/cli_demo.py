@@ -2,7 +2,7 @@
 
 By default two runs: the MLPRule meta-trained on iris grows an unseen iris MLP,
 and the Weight Transformer meta-trained on three small kernel-5 MNIST CNNs grows
-an unseen CNN with 4-8x their filters (``neuralgraph.demo.DEMO_CNN_ARCH``).
+an unseen CNN with 2-4x their filters (``neuralgraph.demo.DEMO_CNN_ARCH``).
 ``--rule`` runs one rule instead.
 """
 

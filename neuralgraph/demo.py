@@ -3,7 +3,7 @@ r"""``neuralgraph demo``: grow an unseen MNIST CNN with a shipped rule, against 
 The demo's CNN rule (:data:`DEMO_CNN_RULE`, ``neuralgraph/checkpoints/wt_mnist_cnn_k5s3.pt``) is a Weight
 Transformer meta-trained on three small kernel-5 CNNs of the seed-000 family (30-83K parameters; the
 general rule ``wt_mnist_cnn.pt`` continued by ``examples/grow_cnn_k5_region.yaml`` and
-``grow_cnn_k5_region3.yaml``).  The demo grows :data:`DEMO_CNN_ARCH`, a CNN it never saw with 4-8x the
+``grow_cnn_k5_region3.yaml``).  The demo grows :data:`DEMO_CNN_ARCH`, a CNN it never saw with 2-4x the
 filters of its training CNNs, in 3 rule steps from all-zero weights with no backprop.  Its hidden neurons are
 indexed modulo the widths of the training CNN :data:`DEMO_CODE_TILE` (``grow.code_tile``), so the wide
 network grows as copies of that CNN's neurons.  It reports the MNIST test accuracy, parameter count and

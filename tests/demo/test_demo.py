@@ -79,7 +79,7 @@ def test_demo_fire_rate(quick_rule: Path) -> None:
 
 
 def test_demo_cnn_grows_an_unseen_cnn_to_96() -> None:
-    """The demo's CNN: the 3-step kernel-5 rule grows `cnn:m=1,k=5,h=200` (489,634 parameters, 4-8x the
+    """The demo's CNN: the 3-step kernel-5 rule grows `cnn:m=1,k=5,h=200` (489,634 parameters, 2-4x the
     filters of its training CNNs) with hidden neurons indexed modulo the widths of its training CNN
     `cnn:m=0.25,k=5,h=100`; docs/results/grow_cnn.md (session 18) has its test accuracy."""
     torch.set_num_threads(1)
