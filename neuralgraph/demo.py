@@ -1,7 +1,7 @@
 r"""``neuralgraph demo``: grow an unseen MNIST CNN with a shipped rule, against Adam.
 
 The demo's CNN rule (:data:`DEMO_CNN_RULE`, ``neuralgraph/checkpoints/wt_mnist_cnn_k5s3.pt``) is a Weight
-Transformer meta-trained on three small kernel-5 CNNs of the seed-000 family (30-83K parameters; the
+Transformer meta-trained on three small kernel-5 CNNs of the seed-000 family (26-83K parameters; the
 general rule ``wt_mnist_cnn.pt`` continued by ``examples/grow_cnn_k5_region.yaml`` and
 ``grow_cnn_k5_region3.yaml``).  The demo grows :data:`DEMO_CNN_ARCH`, a CNN it never saw with 2-4x the
 filters of its training CNNs, in 3 rule steps from all-zero weights with no backprop.  Its hidden neurons are
