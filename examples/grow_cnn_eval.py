@@ -52,9 +52,7 @@ def run(rule_path: Optional[str] = None, ms: Sequence[float] = (0.125, 0.25), hs
 
     rule, cfg = load_rule(rule_path or SHIPPED_RULE)
     cfg.set_fire_rate(fire_rate)
-    if code_tile is not None:
-        cfg.grow.code_tile = code_tile
-        cfg.check()
+    cfg.set_code_tile(code_tile)
     factory = factory_from_config(cfg)
     n_steps = steps if steps is not None else cfg.train.steps_max
     dataset = dataset or cfg.data.name

@@ -41,12 +41,10 @@ CODE_TILE_HELP = ("reference architecture whose hidden widths index the grown ne
 
 def _code_tile(args: argparse.Namespace, cfg: Any) -> None:
     """Apply ``--code-tile`` to ``cfg.grow.code_tile`` (checked against the rest of the config)."""
-    if args.code_tile is not None:
-        cfg.grow.code_tile = args.code_tile
-        try:
-            cfg.check()
-        except ValueError as exc:
-            raise SystemExit(f"--code-tile {args.code_tile}: {exc}") from exc
+    try:
+        cfg.set_code_tile(args.code_tile, "--code-tile")
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from exc
 
 
 def add_parser(sub: Any) -> None:

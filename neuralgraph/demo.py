@@ -162,9 +162,7 @@ def run_demo(rule_path: Optional[str | Path] = None, arch: Optional[str] = None,
     path = Path(rule_path) if rule_path is not None else SHIPPED_RULE
     rule, cfg = load_rule(path)
     cfg.set_fire_rate(fire_rate)
-    if code_tile is not None:
-        cfg.grow.code_tile = code_tile
-        cfg.check()
+    cfg.set_code_tile(code_tile)
     factory = factory_from_config(cfg)
     arch = arch or default_arch(cfg)
     # Adam is stopped on a probe set that is never the test set

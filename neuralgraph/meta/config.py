@@ -299,6 +299,22 @@ class MetaConfig:
             _check_fire_rate(fire_rate, name)
             self.grow.fire_rate = fire_rate
 
+    def set_code_tile(self, code_tile: Optional[str], name: str = "code_tile") -> None:
+        """Grow with hidden neurons indexed modulo the widths of ``code_tile`` (a reference architecture
+        spec; ``""`` turns tiling off, ``None`` keeps ``grow.code_tile``).
+
+        Raises:
+            ValueError: the spec does not parse or conflicts with the config (the message names it
+                ``name``); the config is left unchanged.
+        """
+        if code_tile is not None:
+            old, self.grow.code_tile = self.grow.code_tile, code_tile
+            try:
+                self.check()
+            except ValueError as exc:
+                self.grow.code_tile = old
+                raise ValueError(f"{name} {code_tile}: {exc}") from exc
+
     def check(self) -> None:
         t, g = self.train, self.grow
         if not self.arch.train:

@@ -165,4 +165,14 @@ def test_code_tile_errors_and_config(tmp_path):
     d["grow"]["code_tile"] = "cnn:q=3"
     with pytest.raises(ValueError, match="unknown key 'q'"):
         MetaConfig.from_dict(d)
+    # set_code_tile (the --code-tile of grow / eval / demo): checked, and a bad spec changes nothing
+    d["grow"]["code_tile"] = ""
+    cfg = MetaConfig.from_dict(d)
+    cfg.set_code_tile(None)
+    assert cfg.grow.code_tile == ""
+    cfg.set_code_tile("4-8-3")
+    assert cfg.grow.code_tile == "4-8-3"
+    with pytest.raises(ValueError, match="--code-tile cnn:q=3: .*unknown key 'q'"):
+        cfg.set_code_tile("cnn:q=3", "--code-tile")
+    assert cfg.grow.code_tile == "4-8-3"
 
