@@ -10,6 +10,9 @@ initialisation with Adam (lr 1e-3, batch 64, N steps) and reports its test accur
         --ms 0.125 0.25 0.5 1 --hs 16 32 100 200 --ks 3 4 5 --out docs/figures/grow_cnn_grid
     python examples/grow_cnn_eval.py --rule runs/grow_cnn_fashion/rule.pt --adam-steps 938 \
         --out docs/figures/grow_cnn_fashion_grid
+    python examples/grow_cnn_eval.py --rule neuralgraph/checkpoints/wt_mnist_cnn_k5s3.pt --fire-rate 1 \
+        --ms 0.5 1 1.5 2 2.5 --hs 100 200 300 400 --ks 5 --steps 3 --test-size 10000 \
+        --code-tile cnn:m=0.25,k=5,h=100 --out docs/figures/grow_cnn_k5s3_tiled   # wide CNNs as copies
     python examples/grow_cnn_eval.py --quick   # seconds (used by the tests)
 """
 
