@@ -25,23 +25,17 @@ FIRE_RATE_HELP = ("fraction of edges each rule step updates (default: the rule's
                   "grow.fire_rate in its config); 1.0 updates every edge")
 
 
-def _fire_rate(args: argparse.Namespace, cfg: Any) -> None:
-    """Apply ``--fire-rate`` to ``cfg.grow.fire_rate`` (checked to lie in (0, 1])."""
-    try:
-        cfg.set_fire_rate(args.fire_rate, "--fire-rate")
-    except ValueError as exc:
-        raise SystemExit(str(exc)) from exc
-
-
 CODE_TILE_HELP = ("reference architecture whose hidden widths index the grown network's hidden neurons "
                   "(neuron i of the l-th hidden layer -> i mod the reference's l-th width): a network wider "
                   "than the rule's training architectures grows as copies of the reference's neurons "
                   "(grow.code_tile; default: the rule's config, usually off)")
 
 
-def _code_tile(args: argparse.Namespace, cfg: Any) -> None:
-    """Apply ``--code-tile`` to ``cfg.grow.code_tile`` (checked against the rest of the config)."""
+def _grow_options(args: argparse.Namespace, cfg: Any) -> None:
+    """Apply ``--fire-rate`` (checked to lie in (0, 1]) and ``--code-tile`` (checked against the rest of
+    the config) to ``cfg.grow``; a bad value exits with a message naming the option."""
     try:
+        cfg.set_fire_rate(args.fire_rate, "--fire-rate")
         cfg.set_code_tile(args.code_tile, "--code-tile")
     except ValueError as exc:
         raise SystemExit(str(exc)) from exc
@@ -124,8 +118,7 @@ def run_grow(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)
     rule, cfg = load_rule(args.rule)
-    _fire_rate(args, cfg)
-    _code_tile(args, cfg)
+    _grow_options(args, cfg)
     factory = factory_from_config(cfg)
     spec = arch_name(args.arch)
     data = _data(cfg, args.split)
@@ -202,8 +195,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     rule, cfg = load_rule(args.rule)
-    _fire_rate(args, cfg)
-    _code_tile(args, cfg)
+    _grow_options(args, cfg)
     if args.grid:
         xs_s, _, ys_s = args.grid.partition(":")
         xs = [int(v) for v in xs_s.split(",")]
