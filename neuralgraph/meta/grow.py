@@ -307,13 +307,12 @@ class GraphFactory:
         With ``code_tile`` and uneven copy counts, weight edges leaving a tiled neuron are also weighed by
         the graph's ``tile_factor`` (see :func:`_tile_factor`), in the standardisation statistics and in
         the result."""
+        g = self.template(spec)
         if not self.hidden_bias:
-            g = self.template(spec)
             hidden_b = (g.edge_kind == 1) & (g.node_role[g.edge_index[1]] != 2)
             weight = weight.masked_fill(hidden_b, 0.0)
-        tile = self.template(spec).__dict__.get("tile_factor") if self.code_tile else None
+        tile = g.__dict__.get("tile_factor")  # set on code_tile templates with uneven copies
         if self.weight_standardization:
-            g = self.template(spec)
             dst = g.edge_index[1]
             # hidden layers only: the output layer keeps a free scale (logit temperature)
             is_w = ((g.edge_kind == 0) & (g.node_role[dst] != 2)).to(weight.dtype)
