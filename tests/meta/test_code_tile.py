@@ -68,6 +68,25 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max() / b.abs().max())
 
 
+def _key(g) -> list:
+    """Each edge's tiled position and kind: equal keys are copies of one reference edge."""
+    return [tuple(p) + (int(k),) for p, k in zip(g.edge_pos.tolist(), g.edge_kind)]
+
+
+def _copied(g_ref, w_ref: torch.Tensor, g) -> torch.Tensor:
+    """``[E]`` weights of ``g`` with every edge holding its reference edge's weight."""
+    ref_w = dict(zip(_key(g_ref), w_ref.tolist()))
+    return torch.tensor([ref_w[k] for k in _key(g)])
+
+
+def _scale(g_ref, g) -> float:
+    """How much larger the tiled network's logits (minus the output bias) are than the reference's:
+    ``sqrt(c)`` per hidden layer fed by ``c = X / d`` copies (``d`` distinct codes; standardised weights times
+    ``1 / sqrt(fan_in)``) and ``c`` for the output layer (its weights are used as grown, no gain)."""
+    cs = [wide / min(wide, narrow) for (_, _, wide), (_, _, narrow) in zip(hidden_layers(g), hidden_layers(g_ref))]
+    return math.prod(math.sqrt(c) for c in cs[:-1]) * cs[-1]
+
+
 @pytest.mark.parametrize("kind", ["mlp", "wt"])
 @pytest.mark.parametrize("ref,spec", CASES)
 def test_tiled_growth_copies_the_reference(kind, ref, spec):
@@ -81,24 +100,18 @@ def test_tiled_growth_copies_the_reference(kind, ref, spec):
     tiled = _factory(ref)
     w_ref, w = _grow(tiled, rule, ref), _grow(tiled, rule, spec)
     g_ref, g = tiled.template(ref), tiled.template(spec)
-    keys = [tuple(p) + (int(k),) for p, k in zip(g.edge_pos.tolist(), g.edge_kind)]
+    keys = _key(g)
     first: dict = {}
     for e, k in enumerate(keys):
         first.setdefault(k, e)
     assert len(first) < len(keys) / 2  # most edges are copies
     assert torch.allclose(w, w[[first[k] for k in keys]], atol=1e-6)  # exact copies
-    ref_w = {tuple(p) + (int(k),): float(v) for p, k, v in zip(g_ref.edge_pos.tolist(), g_ref.edge_kind, w_ref)}
-    expect = torch.tensor([ref_w[k] for k in keys])
-    assert _rel(w, expect) < 0.05
+    assert _rel(w, _copied(g_ref, w_ref, g)) < 0.05
 
     x = torch.randn(6, 5) if ref[0] != "c" else torch.randn(6, 1, 28, 28)
     out_b = (g.edge_kind == 1) & (g.node_role[g.edge_index[1]] == 2)
     bias = tiled.network_weight(spec, w)[out_b]
-    copies = [wide // narrow for (_, _, wide), (_, _, narrow) in zip(hidden_layers(g), hidden_layers(g_ref))]
-    # hidden layers: standardised weights times 1 / sqrt(fan_in) -> sqrt(c); the output layer's weights
-    # are used as grown (no gain) -> c
-    scale = math.prod(math.sqrt(c) for c in copies[:-1]) * copies[-1]
-    ref_out = scale * (g_ref.forward(x, weight=tiled.network_weight(ref, w_ref)) - bias)
+    ref_out = _scale(g_ref, g) * (g_ref.forward(x, weight=tiled.network_weight(ref, w_ref)) - bias)
     out = g.forward(x, weight=tiled.network_weight(spec, w)) - bias
     assert ref_out.abs().max() > 1e-2
     assert _rel(out, ref_out) < 0.05
@@ -123,20 +136,16 @@ def test_copied_weights_compute_the_reference_function(ref, spec):
     tiled = _factory(ref)
     g_ref, g = tiled.template(ref), tiled.template(spec)
     w_ref = torch.randn(g_ref.num_edges) * 0.5
-    ref_w = {tuple(p) + (int(k),): float(v) for p, k, v in zip(g_ref.edge_pos.tolist(), g_ref.edge_kind, w_ref)}
-    w = torch.tensor([ref_w[tuple(p) + (int(k),)] for p, k in zip(g.edge_pos.tolist(), g.edge_kind)])
-    widths = [(wide, min(wide, narrow)) for (_, _, wide), (_, _, narrow) in zip(hidden_layers(g), hidden_layers(g_ref))]
-    cs = [wide / d for wide, d in widths]
-    scale = math.prod(math.sqrt(c) for c in cs[:-1]) * cs[-1]
+    w = _copied(g_ref, w_ref, g)
     x = torch.randn(6, 5) if ref[0] != "c" else torch.randn(6, 1, 28, 28)
     out_b = (g.edge_kind == 1) & (g.node_role[g.edge_index[1]] == 2)
     bias = tiled.network_weight(spec, w)[out_b]
-    ref_out = scale * (g_ref.forward(x, weight=tiled.network_weight(ref, w_ref)) - bias)
+    ref_out = _scale(g_ref, g) * (g_ref.forward(x, weight=tiled.network_weight(ref, w_ref)) - bias)
     out = g.forward(x, weight=tiled.network_weight(spec, w)) - bias
     assert ref_out.abs().max() > 1e-2
     assert _rel(out, ref_out) < 1e-4
     factor = g.__dict__["tile_factor"]
-    if any(wide % d for wide, d in widths):
+    if any(wide % min(wide, narrow) for (_, _, wide), (_, _, narrow) in zip(hidden_layers(g), hidden_layers(g_ref))):
         assert factor is not None and not torch.all(factor == 1)
         g.__dict__["tile_factor"] = None  # the same network weights without the compensation
         try:

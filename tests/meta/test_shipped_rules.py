@@ -108,14 +108,15 @@ def test_mnist_cnn_rule_grows_an_unseen_cnn(spec, floor):
 UNSEEN_K5_CNN = "cnn:m=0.5,k=5,h=100"
 
 
-def _grow_unseen_k5_cnn(rule_file: str, steps: int, arch: str = UNSEEN_K5_CNN):
-    """Load a shipped kernel-5 region rule, check that it never trained on ``arch`` and grows with every
-    edge firing, and return ``(config, accuracy)`` of that CNN after ``steps`` rule steps on the first
-    1,000 MNIST test images."""
+def _grow_unseen_cnn(rule_file: str, steps: int, arch: str = UNSEEN_K5_CNN, code_tile: str = ""):
+    """Load a shipped CNN region rule, check that it never trained on ``arch`` and grows with every edge
+    firing, and return ``(config, accuracy)`` of that CNN after ``steps`` rule steps on the first 1,000 MNIST
+    test images (hidden neurons indexed modulo ``code_tile``'s widths if given)."""
     from neuralgraph.datasets import mnist_tensors
 
     rule, cfg = load_rule(CHECKPOINTS / rule_file)
     assert arch not in cfg.trained_archs() and cfg.grow.fire_rate == 1.0
+    cfg.set_code_tile(code_tile or None)
     x, y = mnist_tensors("mnist", "test", flatten=False)
     rec = grow_trajectory(factory_from_config(cfg), rule, arch, steps, cfg.grow.fire_rate, 0,
                           (x[:1000], y[:1000]), every=steps)
@@ -127,7 +128,7 @@ def test_k5_region_cnn_rule_grows_an_unseen_kernel5_cnn_to_95():
     kernel-5 CNNs, every edge firing): the unseen `cnn:m=0.5,k=5,h=100` (its filters from one training CNN,
     its dense width from another) grows in 2 rule steps to 96.4% on the 10,000 test images (95.7% on the
     first 1,000 used here; docs/results/grow_cnn.md; the general rule: 77% on the first 2,000)."""
-    cfg, acc = _grow_unseen_k5_cnn("wt_mnist_cnn_k5.pt", 2)
+    cfg, acc = _grow_unseen_cnn("wt_mnist_cnn_k5.pt", 2)
     assert cfg.name == "grow_cnn_k5_region" and acc >= 0.94
 
 
@@ -135,7 +136,7 @@ def test_k5_three_step_region_rule_grows_the_unseen_cnn_to_96():
     """The kernel-5 region rule continued with a 3-step horizon (`grow_cnn_k5_region3`, 2026-11-30,
     session 13): the unseen `cnn:m=0.5,k=5,h=100` grows in 3 rule steps to 96.96% on the 10,000 test
     images (2 rule steps with `wt_mnist_cnn_k5.pt`: 96.38%; docs/results/grow_cnn.md)."""
-    cfg, acc = _grow_unseen_k5_cnn("wt_mnist_cnn_k5s3.pt", 3)
+    cfg, acc = _grow_unseen_cnn("wt_mnist_cnn_k5s3.pt", 3)
     assert cfg.name == "grow_cnn_k5_region3" and cfg.train.steps_min == cfg.train.steps_max == 3
     assert acc >= 0.95
 
@@ -145,18 +146,12 @@ def test_k5s3_rule_with_code_tile_grows_a_1_95m_parameter_cnn_to_97():
     widths, so the unseen 1,952,058-parameter `cnn:m=2,k=5,h=400` grows as copies of its neurons, to 97.80% on
     the 10,000 test images (the grown reference: 97.98%); untiled, the same rule meets filter and unit
     indices it never saw (63.1% on the first 2,000 validation images; docs/results/grow_cnn.md)."""
-    from neuralgraph.datasets import mnist_tensors
-
     torch.set_num_threads(1)
-    rule, cfg = load_rule(CHECKPOINTS / "wt_mnist_cnn_k5s3.pt")
     spec, ref = "cnn:m=2,k=5,h=400", "cnn:m=0.25,k=5,h=100"
-    assert spec not in cfg.trained_archs() and ref in cfg.trained_archs()
-    x, y = mnist_tensors("mnist", "test", flatten=False)
     acc = {}
     for tile in ("", ref):
-        cfg.grow.code_tile = tile
-        rec = grow_trajectory(factory_from_config(cfg), rule, spec, 3, 1.0, 0, (x[:1000], y[:1000]), every=3)
-        acc[tile] = rec["acc"][-1]
+        cfg, acc[tile] = _grow_unseen_cnn("wt_mnist_cnn_k5s3.pt", 3, spec, tile)
+    assert ref in cfg.trained_archs()
     assert acc[ref] >= 0.96 and acc[""] < 0.8
 
 
@@ -164,17 +159,12 @@ def test_k3_rule_with_code_tile_grows_an_unseen_1_3m_parameter_cnn_to_96():
     """The kernel-3 specialist (`grow_cnn_k3_wide`, session 18: `wt_mnist_cnn_k5s3.pt` widened and continued on
     the kernel-3 versions of its three CNNs) with `--code-tile cnn:m=0.25,k=3,h=100`: the unseen
     1,295,674-parameter `cnn:m=2,k=3,h=400` grows to 96.53% on the 10,000 test images (docs/results/grow_cnn.md)."""
-    from neuralgraph.datasets import mnist_tensors
-
     torch.set_num_threads(1)
-    rule, cfg = load_rule(CHECKPOINTS / "wt_mnist_cnn_k3.pt")
     spec, ref = "cnn:m=2,k=3,h=400", "cnn:m=0.25,k=3,h=100"
-    assert cfg.name == "grow_cnn_k3_wide" and ref in cfg.trained_archs() and spec not in cfg.trained_archs()
+    cfg, acc = _grow_unseen_cnn("wt_mnist_cnn_k3.pt", 3, spec, ref)
+    assert cfg.name == "grow_cnn_k3_wide" and ref in cfg.trained_archs()
     assert {a.split("k=")[1][0] for a in cfg.trained_archs()} == {"3"}
-    cfg.grow.code_tile = ref
-    x, y = mnist_tensors("mnist", "test", flatten=False)
-    rec = grow_trajectory(factory_from_config(cfg), rule, spec, 3, 1.0, 0, (x[:1000], y[:1000]), every=3)
-    assert rec["acc"][-1] >= 0.95
+    assert acc >= 0.95
 
 
 def test_k5_big_region_rule_grows_an_unseen_750k_parameter_cnn_to_90():
@@ -182,7 +172,7 @@ def test_k5_big_region_rule_grows_an_unseen_750k_parameter_cnn_to_90():
     continued on `cnn:m=1,k=5,h=100` and `cnn:m=2,k=5,h=200`, 500 meta-steps): the unseen 751,446-parameter
     `cnn:m=1.5,k=5,h=100` grows in 3 rule steps to 93.76% on the 10,000 test images (92.0% on the first 1,000 used
     here; `wt_mnist_cnn_k5s3.pt`: 71.1% on the first 2,000; docs/results/grow_cnn.md)."""
-    cfg, acc = _grow_unseen_k5_cnn("wt_mnist_cnn_k5big.pt", 3, "cnn:m=1.5,k=5,h=100")
+    cfg, acc = _grow_unseen_cnn("wt_mnist_cnn_k5big.pt", 3, "cnn:m=1.5,k=5,h=100")
     assert cfg.name == "grow_cnn_k5_big" and cfg.arch.train == ["cnn:m=1,k=5,h=100", "cnn:m=2,k=5,h=200"]
     assert acc >= 0.90
 
