@@ -87,6 +87,17 @@ def _scale(g_ref, g) -> float:
     return math.prod(math.sqrt(c) for c in cs[:-1]) * cs[-1]
 
 
+def _outputs(tiled: GraphFactory, ref: str, w_ref: torch.Tensor, spec: str, w: torch.Tensor):
+    """``(x, output bias, scaled reference logits, wide logits)`` on a random batch ``x``; both logits minus
+    the wide network's output bias, the reference's times :func:`_scale`."""
+    g_ref, g = tiled.template(ref), tiled.template(spec)
+    x = torch.randn(6, 5) if ref[0] != "c" else torch.randn(6, 1, 28, 28)
+    out_b = (g.edge_kind == 1) & (g.node_role[g.edge_index[1]] == 2)
+    bias = tiled.network_weight(spec, w)[out_b]
+    ref_out = _scale(g_ref, g) * (g_ref.forward(x, weight=tiled.network_weight(ref, w_ref)) - bias)
+    return x, bias, ref_out, g.forward(x, weight=tiled.network_weight(spec, w)) - bias
+
+
 @pytest.mark.parametrize("kind", ["mlp", "wt"])
 @pytest.mark.parametrize("ref,spec", CASES)
 def test_tiled_growth_copies_the_reference(kind, ref, spec):
@@ -108,11 +119,7 @@ def test_tiled_growth_copies_the_reference(kind, ref, spec):
     assert torch.allclose(w, w[[first[k] for k in keys]], atol=1e-6)  # exact copies
     assert _rel(w, _copied(g_ref, w_ref, g)) < 0.05
 
-    x = torch.randn(6, 5) if ref[0] != "c" else torch.randn(6, 1, 28, 28)
-    out_b = (g.edge_kind == 1) & (g.node_role[g.edge_index[1]] == 2)
-    bias = tiled.network_weight(spec, w)[out_b]
-    ref_out = _scale(g_ref, g) * (g_ref.forward(x, weight=tiled.network_weight(ref, w_ref)) - bias)
-    out = g.forward(x, weight=tiled.network_weight(spec, w)) - bias
+    x, bias, ref_out, out = _outputs(tiled, ref, w_ref, spec, w)
     assert ref_out.abs().max() > 1e-2
     assert _rel(out, ref_out) < 0.05
 
@@ -137,11 +144,7 @@ def test_copied_weights_compute_the_reference_function(ref, spec):
     g_ref, g = tiled.template(ref), tiled.template(spec)
     w_ref = torch.randn(g_ref.num_edges) * 0.5
     w = _copied(g_ref, w_ref, g)
-    x = torch.randn(6, 5) if ref[0] != "c" else torch.randn(6, 1, 28, 28)
-    out_b = (g.edge_kind == 1) & (g.node_role[g.edge_index[1]] == 2)
-    bias = tiled.network_weight(spec, w)[out_b]
-    ref_out = _scale(g_ref, g) * (g_ref.forward(x, weight=tiled.network_weight(ref, w_ref)) - bias)
-    out = g.forward(x, weight=tiled.network_weight(spec, w)) - bias
+    x, bias, ref_out, out = _outputs(tiled, ref, w_ref, spec, w)
     assert ref_out.abs().max() > 1e-2
     assert _rel(out, ref_out) < 1e-4
     factor = g.__dict__["tile_factor"]
