@@ -100,10 +100,12 @@ def _hooked_activations(graph: object, x: Tensor) -> Tensor:
 
 def reference_mlp_rule(rule: torch.nn.Module, graph: object, x: Optional[Tensor] = None,
                        y: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
-    """:class:`~neuralgraph.rules.MLPRule` evaluated edge by edge."""
+    """:class:`~neuralgraph.rules.MLPRule` evaluated edge by edge (neighbourhood means weighted by the
+    graph's ``neighbour_weight`` if it has one: column 0 in forward, column 1 in backward neighbourhoods)."""
     w, h = graph.weight, graph.hidden  # type: ignore[attr-defined]
     state = torch.cat([w.unsqueeze(-1), h], -1)
     fwd, bwd = brute_force_neighbourhoods(graph.edge_index)  # type: ignore[attr-defined]
+    nw = _neighbour_weight(graph)
     act = corr = None
     if x is not None:
         from neuralgraph.functional import node_activations
@@ -114,8 +116,8 @@ def reference_mlp_rule(rule: torch.nn.Module, graph: object, x: Optional[Tensor]
     src, dst = graph.edge_index.tolist()  # type: ignore[attr-defined]
     rows = []
     for e in range(w.numel()):
-        mf = state[fwd[e]].mean(0) if fwd[e] else torch.zeros_like(state[e])
-        mb = state[bwd[e]].mean(0) if bwd[e] else torch.zeros_like(state[e])
+        mf, mb = (_weighted_mean(state, members, nw[:, col]) if members else torch.zeros_like(state[e])
+                  for members, col in ((fwd[e], 0), (bwd[e], 1)))
         parts = [state[e], mf, mb]
         if act is not None:
             parts += [act[src[e]].view(1), act[dst[e]].view(1)]
@@ -124,6 +126,23 @@ def reference_mlp_rule(rule: torch.nn.Module, graph: object, x: Optional[Tensor]
         rows.append(torch.cat(parts))
     out = rule.mlp(torch.stack(rows)) * rule.update_scale  # type: ignore[attr-defined]
     return out[:, 0], out[:, 1:]
+
+
+def _neighbour_weight(graph: object) -> Tensor:
+    """The graph's ``neighbour_weight [E, 2]``, or all ones."""
+    nw = getattr(graph, "neighbour_weight", None)
+    w = graph.weight  # type: ignore[attr-defined]
+    return torch.ones(w.numel(), 2, dtype=w.dtype) if nw is None else nw
+
+
+def _weighted_mean(state: Tensor, members: List[int], weight: Tensor) -> Tensor:
+    """``sum_g weight[g] state[g] / sum_g weight[g]`` over the listed edges, one by one."""
+    num = torch.zeros_like(state[0])
+    den = torch.zeros((), dtype=state.dtype)
+    for g in members:
+        num = num + weight[g] * state[g]
+        den = den + weight[g]
+    return num / den
 
 
 def rotate_loop(x: Tensor, pos: float, head_dim: int, base: float) -> Tensor:
@@ -146,9 +165,11 @@ def reference_weight_transformer(rule: torch.nn.Module, graph: object,
     listed by :func:`brute_force_neighbourhoods`.  A data-conditioned rule reads
     the activations of the network rebuilt by ``to_module()`` on ``x`` (forward
     hooks, :func:`_hooked_activations`), so the reference shares no activation code
-    with the rule.
+    with the rule.  A graph's ``neighbour_weight`` weighs each member's key (column 0 in forward,
+    column 1 in backward neighbourhoods).
     """
     r = rule
+    nw = _neighbour_weight(graph)
     w, h = graph.weight, graph.hidden  # type: ignore[attr-defined]
     pos = graph.edge_pos.to(w.dtype)  # type: ignore[attr-defined]
     state = torch.cat([w.unsqueeze(-1), h], -1)
@@ -168,14 +189,14 @@ def reference_weight_transformer(rule: torch.nn.Module, graph: object,
     att = []
     for e in range(n):
         per_dir = []
-        for q, k, v, members in ((qf, kf, vf, fwd[e]), (qb, kb, vb, bwd[e])):
+        for q, k, v, members, col in ((qf, kf, vf, fwd[e], 0), (qb, kb, vb, bwd[e], 1)):
             heads_out = []
             for hh in range(heads):
                 s = torch.zeros(d, d, dtype=w.dtype)
                 z = torch.zeros(d, dtype=w.dtype)
                 for g in members:
-                    s = s + torch.outer(rot(k[g, hh], g, hh), v[g, hh])
-                    z = z + k[g, hh]
+                    s = s + nw[g, col] * torch.outer(rot(k[g, hh], g, hh), v[g, hh])
+                    z = z + nw[g, col] * k[g, hh]
                 num = rot(q[e, hh], e, hh) @ s
                 if r.normalize:  # type: ignore[attr-defined]
                     num = num / (q[e, hh] @ z + r.eps)  # type: ignore[attr-defined]

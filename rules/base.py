@@ -71,6 +71,34 @@ def check_hidden(graph: object, hidden_dim: int, owner: str) -> None:
             f"to_neural_graph(model, hidden_dim={hidden_dim})")
 
 
+def neighbour_weight(graph: object, owner: str) -> Optional[Tensor]:
+    """The graph's optional ``neighbour_weight`` ``[E, 2]`` (``None`` when it has none).
+
+    Column 0 weighs an edge in the forward neighbourhoods it belongs to (the sums over the edges
+    leaving its source neuron), column 1 in the backward ones (the sums over the edges entering its
+    target neuron).  Rules then aggregate weighted means (:class:`~neuralgraph.rules.MLPRule`) and
+    weighted linear-attention sums (:class:`~neuralgraph.rules.WeightTransformer`); all ones is the
+    plain aggregation.  :class:`~neuralgraph.meta.GraphFactory` sets it on ``code_tile`` graphs, where
+    ``1 / copies`` makes every neighbourhood sum the reference network's.
+
+    Raises:
+        ValueError: it is not a positive ``[E, 2]`` tensor of the weights' dtype (``owner`` names
+            the rule in the message).
+    """
+    nw = getattr(graph, "neighbour_weight", None)
+    if nw is None:
+        return None
+    weight = graph.weight  # type: ignore[attr-defined]
+    if not isinstance(nw, Tensor) or nw.shape != (weight.numel(), 2) or nw.dtype != weight.dtype:
+        raise ValueError(f"{owner}: graph.neighbour_weight must be a {weight.dtype} tensor of shape "
+                         f"[{weight.numel()}, 2], got "
+                         f"{tuple(nw.shape) if isinstance(nw, Tensor) else type(nw).__name__}"
+                         f"{'' if not isinstance(nw, Tensor) else ' ' + str(nw.dtype)}")
+    if nw.numel() and not bool((nw > 0).all()):
+        raise ValueError(f"{owner}: graph.neighbour_weight must be positive")
+    return nw
+
+
 def edge_state(graph: object, edges: slice = slice(None)) -> Tensor:
     """Per-edge state ``[w, h]`` of the edges in ``edges``: ``[n, 1 + H]``."""
     w, h = graph.weight[edges], graph.hidden[edges]  # type: ignore[attr-defined]

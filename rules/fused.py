@@ -47,7 +47,7 @@ class _MLPParams(ctypes.Structure):
                 ("scale", ctypes.c_float), ("pad", ctypes.c_int32), ("w", _F * 9), ("b", _F * 9)]
 
 
-_ABI = 4
+_ABI = 5
 _ready: set = set()
 
 
@@ -59,7 +59,7 @@ def _lib() -> Optional[ctypes.CDLL]:
         native._status["wt_fused"] = f"wt_fused ABI {lib.ng_wt_abi_version()} != {_ABI}: stale build, not used"
         return None
     vp, i64 = ctypes.c_void_p, ctypes.c_int64
-    lib.ng_wt_keys.argtypes = [vp, i64, i64] + [vp] * 9
+    lib.ng_wt_keys.argtypes = [vp, i64, i64] + [vp] * 10
     lib.ng_wt_update.argtypes = [vp, i64, i64] + [vp] * 10
     lib.ng_attn_keys.argtypes = [vp, i64, i64] + [vp] * 13
     lib.ng_attn_contract.argtypes = [vp, i64, i64] + [vp] * 13
@@ -295,9 +295,14 @@ def wt_forward(rule: Any, graph: Any, workers: int, range_size: int = 65536) -> 
     num_edges = w.numel()
     ranges, workers = _plan(num_edges, workers, range_size, lib.ng_wt_tile())
     wp, hp, sp, dp, pp_ = w.data_ptr(), hid.data_ptr(), src.data_ptr(), dst.data_ptr(), pos.data_ptr()
+    nw = getattr(graph, "neighbour_weight", None)
+    if nw is not None:
+        nw = nw.detach().to(torch.float32).contiguous()
+        keep.append(nw)
+    nwp = None if nw is None else nw.data_ptr()
 
     def keys(i: int, e0: int, e1: int, states: List[Tensor]) -> None:
-        _check(lib.ng_wt_keys(pp, e0, e1, wp, hp, sp, dp, pp_, *(s.data_ptr() for s in states)))
+        _check(lib.ng_wt_keys(pp, e0, e1, wp, hp, sp, dp, pp_, nwp, *(s.data_ptr() for s in states)))
 
     total = _pass1(keys, ranges, workers, int(graph.num_nodes), rule.heads * rule.head_dim ** 2, rule.dim)
     out = _empty(num_edges, 1 + rule.hidden_dim)

@@ -9,7 +9,14 @@ from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 
 from neuralgraph.rules import fused
-from neuralgraph.rules.base import check_hidden, edge_state, init_update_layer, probe_batch, register
+from neuralgraph.rules.base import (
+    check_hidden,
+    edge_state,
+    init_update_layer,
+    neighbour_weight,
+    probe_batch,
+    register,
+)
 from neuralgraph.rules.layout import Block, DenseBlock, block_layout
 from neuralgraph.rules.linear_attention import chunk_workers, parallel_chunks
 from neuralgraph.typing import RuleOutput
@@ -31,7 +38,8 @@ class MLPRule(MessagePassing):
         (\Delta w_e, \Delta h_e) = \mathrm{MLP}(v_e)
 
     where :math:`\overline{x}_{\mathcal{N}}` is the mean over the neighbourhood
-    (zero when empty) and the optional :math:`a` are the source/target neurons'
+    (zero when empty; weighted by the graph's optional ``neighbour_weight``, see
+    :func:`~neuralgraph.rules.base.neighbour_weight`) and the optional :math:`a` are the source/target neurons'
     mean activations on a data batch (data-conditioned variant), and the optional
     :math:`\rho_e` is the correlation over that batch between the edge's source
     and target neuron (:func:`neuralgraph.functional.edge_correlations`; a
@@ -140,7 +148,8 @@ class MLPRule(MessagePassing):
         check_hidden(graph, self.hidden_dim, self.__class__.__name__)
         # means of in-edge / out-edge states (a mean scatter over edge_index's targets / sources),
         # computed as dense block sums (tests check the two agree)
-        node_in, node_out = _node_means(graph, block_layout(graph))
+        nw = neighbour_weight(graph, "MLPRule")
+        node_in, node_out = _node_means(graph, block_layout(graph)) if nw is None else _weighted_node_means(graph, nw)
         if y is not None and self.coactivation != "labels":
             raise ValueError("labels y given to a MLPRule without coactivation='labels'")
         act = corr = None
@@ -221,3 +230,18 @@ def _node_means(graph: object, blocks: List[Block]) -> Tuple[Tensor, Tensor]:
             ones = w.new_ones(b.numel)
             c_in, c_out = add(c_in, b.dst, ones), add(c_out, b.src, ones)
     return s_in / c_in.clamp(min=1).unsqueeze(1), s_out / c_out.clamp(min=1).unsqueeze(1)
+
+
+def _weighted_node_means(graph: object, nw: Tensor) -> Tuple[Tensor, Tensor]:
+    """:func:`_node_means` weighted by ``neighbour_weight`` ``nw [E, 2]``: an edge counts ``nw[e, 1]``
+    times in the mean over the edges entering its target and ``nw[e, 0]`` times in the mean over the
+    edges leaving its source."""
+    st = edge_state(graph)
+    src, dst = graph.edge_index  # type: ignore[attr-defined]
+    n = graph.num_nodes  # type: ignore[attr-defined]
+    means = []
+    for ids, wt in ((dst, nw[:, 1]), (src, nw[:, 0])):
+        s = st.new_zeros(n, st.size(1)).index_add(0, ids, st * wt.unsqueeze(1))
+        c = st.new_zeros(n).index_add(0, ids, wt)
+        means.append(s / torch.where(c > 0, c, torch.ones_like(c)).unsqueeze(1))
+    return means[0], means[1]

@@ -17,6 +17,7 @@ from neuralgraph.rules.base import (
     check_hidden,
     edge_state,
     init_update_layer,
+    neighbour_weight,
     probe_batch,
     register,
     tall_linear,
@@ -76,6 +77,10 @@ class WeightTransformer(MessagePassing):
     :mod:`neuralgraph.rules.linear_attention`), computed block-wise as batched
     matrix products and in chunks of edges, so memory stays ``O(|E|)``.  The
     head's last layer is zero-initialised: a fresh rule is the identity update.
+    A graph with a ``neighbour_weight`` ``[E, 2]`` (see
+    :func:`~neuralgraph.rules.base.neighbour_weight`) weighs every neighbour
+    :math:`g`'s :math:`\phi(k_g)` in both sums by its column for that
+    neighbourhood.
 
     A *data-conditioned* rule (``data_conditioned=True``) also reads the mean
     activations :math:`\bar x_a, \bar x_b` of edge :math:`a \to b`'s source and
@@ -266,6 +271,10 @@ class WeightTransformer(MessagePassing):
         # backward would write a zero-filled copy of the whole input
         k2, v_f, v_b = kv.split([2 * dim, dim, dim], dim=1)
         k, k_rot = self._phi_rot(graph, chunk, k2, fold is not None)
+        nw = getattr(graph, "neighbour_weight", None)  # checked in forward
+        if nw is not None:  # weighted sums: phi(k) (rotated or not) of edge e times nw[e, 0] | nw[e, 1]
+            m = nw[sl].repeat_interleave(dim, dim=1)  # (n, 2D)
+            k, k_rot = k * m, k_rot * m
         accumulate(chunk, k_rot.split(dim, dim=1), k.split(dim, dim=1), (v_f, v_b), fwd, bwd,
                    not torch.is_grad_enabled(), self.heads)
 
@@ -325,6 +334,7 @@ class WeightTransformer(MessagePassing):
         check_hidden(graph, self.hidden_dim, self.__class__.__name__)
         if getattr(graph, "edge_pos", None) is None:
             raise ValueError("WeightTransformer needs graph.edge_pos [E, 5] for RoPE")
+        neighbour_weight(graph, self.__class__.__name__)
         num_nodes = graph.num_nodes  # type: ignore[attr-defined]
         weight = graph.weight  # type: ignore[attr-defined]
         acts = self.edge_activations(graph, x) if self.data_conditioned else None

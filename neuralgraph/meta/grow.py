@@ -129,20 +129,44 @@ def _reindexed_pos(graph: NeuralGraph, node_index: Tensor) -> Tensor:
     return pos
 
 
-def _tile_factor(graph: NeuralGraph, index: Tensor) -> Optional[Tensor]:
-    """Per-edge multiplier that evens out uneven copy counts of a tiled graph, ``[E]`` (``None`` if every
-    tiled layer holds the same number of copies of each of its codes).
+def _copies(graph: NeuralGraph, index: Tensor) -> Tensor:
+    """``[|V|]``: how many neurons of its layer share each hidden neuron's code ``index[v]`` (1 for
+    other neurons)."""
+    m = torch.ones(graph.num_nodes, dtype=graph.weight.dtype)
+    for _, sel, _ in hidden_layers(graph):
+        m[sel] = torch.bincount(index[sel])[index[sel]].to(m.dtype)
+    return m
 
-    A weight edge leaving hidden neuron ``v`` of a layer of width ``X`` with ``d`` distinct codes gets
-    ``(X / d) / m``, ``m`` the number of neurons sharing ``v``'s code: a next-layer neuron then weighs every
-    reference input equally, as a layer of ``X / d`` copies of each would.  Other edges: 1."""
-    node = torch.ones(graph.num_nodes, dtype=graph.weight.dtype)
-    for _, sel, width in hidden_layers(graph):
-        counts = torch.bincount(index[sel])
-        distinct = int((counts > 0).sum())
-        node[sel] = (width / distinct) / counts[index[sel]].to(node.dtype)
-    edge = torch.where(graph.edge_kind == 0, node[graph.edge_index[0]], torch.ones_like(node[:1]))
-    return None if bool((edge == 1).all()) else edge
+
+def _tile_weights(graph: NeuralGraph, index: Tensor, fan_in_scaling: bool,
+                  weight_standardization: bool) -> Optional[Tuple[Tensor, Tensor, Tensor]]:
+    """What makes a tiled graph grow and compute exactly its reference: ``(neighbour_weight [E, 2],
+    share [E], factor [E])``, or ``None`` when no two neurons share a code.
+
+    With ``m(v)`` the copies of neuron ``v``'s code, an edge ``u -> v`` counts ``1 / m(v)`` in the
+    forward neighbourhoods (sums over the edges leaving ``u``) and ``1 / m(u)`` in the backward ones
+    (sums over the edges entering ``v``): every neighbourhood sum is the reference's, so the rule grows
+    every copy as the reference edge.  ``share`` (``1 / m(u)`` on weight edges, else 1) counts every
+    reference input of a neuron once in its weight-standardisation statistics, and ``factor`` scales the
+    network weights so that each neuron's pre-activation is the reference neuron's: ``share`` times
+    ``sqrt(fan_in / reference fan_in)`` on the edges whose network weight carries the fan-in gain
+    ``1 / sqrt(fan_in)``."""
+    m = _copies(graph, index)
+    if bool((m == 1).all()):
+        return None
+    src, dst = graph.edge_index
+    is_w = graph.edge_kind == 0
+    one = torch.ones_like(m[:1])
+    share = torch.where(is_w, 1.0 / m[src], one)
+    factor = share
+    if fan_in_scaling:
+        n = graph.num_nodes
+        fan = torch.zeros(n, dtype=m.dtype).index_add_(0, dst[is_w], torch.ones_like(share[is_w]))
+        fan_ref = torch.zeros(n, dtype=m.dtype).index_add_(0, dst[is_w], share[is_w])
+        gained = is_w if not weight_standardization else is_w & (graph.node_role[dst] != NODE_ROLES.index("output"))
+        ratio = (fan.clamp_min(1.0) / fan_ref.clamp_min(1.0)).sqrt()
+        factor = torch.where(gained, share * ratio[dst], share)
+    return torch.stack([1.0 / m[dst], 1.0 / m[src]], 1), share, factor
 
 
 def hidden_layers(graph: NeuralGraph) -> List[Tuple[int, Tensor, int]]:
@@ -204,15 +228,15 @@ class GraphFactory:
             layer, in both places a rule sees neuron indices: the position code
             and the graph's ``edge_pos`` (the Weight Transformer's rotary
             positions).  A layer wider than the reference then consists of
-            copies of the reference's neurons, which a permutation-equivariant
-            rule with normalised aggregation grows identically: a rule fitted to
-            the reference's widths grows a wider network without meeting
-            indices it never saw.  The grown network computes the grown
-            reference's function, up to the bias edges' share in neighbourhood
-            means (logits scaled; see :meth:`tile_index`).  A width that is not
-            a multiple of the reference's gives some codes one copy more; the
-            network weights of edges leaving such neurons are scaled so that
-            every reference neuron counts equally (:meth:`network_weight`).
+            copies of the reference's neurons.  The template's
+            ``neighbour_weight`` counts each copy ``1 / copies`` in the rules'
+            neighbourhood sums, so a rule grows every copy exactly as the
+            reference edge, and the network weights of edges leaving copies are
+            scaled so that the grown network computes exactly the grown
+            reference's function (:meth:`tile_index`, :meth:`network_weight`): a
+            rule fitted to the reference's widths grows a wider network without
+            meeting indices it never saw.  Widths need not be multiples of the
+            reference's.
             Layers no wider than the reference keep their indices.  ``""`` =
             off.
     """
@@ -278,7 +302,10 @@ class GraphFactory:
                 index = self.tile_index(graph, key)
                 graph.hidden = self.code(graph, index)
                 graph.edge_pos = _reindexed_pos(graph, index)
-                graph.__dict__["tile_factor"] = _tile_factor(graph, index)
+                tile = _tile_weights(graph, index, self.fan_in_scaling, self.weight_standardization)
+                if tile is not None:
+                    graph.neighbour_weight = tile[0]
+                    graph.__dict__["tile_factor"] = tile[1:]
             else:
                 graph.hidden = self.code(graph)
             self._templates[key] = graph
@@ -304,19 +331,20 @@ class GraphFactory:
     def network_weight(self, spec: str | Sequence[int], weight: Tensor) -> Tensor:
         """The network's parameters (``weight * gain``) for a rule-space weight vector.
 
-        With ``code_tile`` and uneven copy counts, weight edges leaving a tiled neuron are also weighed by
-        the graph's ``tile_factor`` (see :func:`_tile_factor`), in the standardisation statistics and in
-        the result."""
+        On a ``code_tile`` graph whose neurons share codes, the edges leaving a copied neuron are also
+        weighed (see :func:`_tile_weights`): by ``1 / copies`` in the standardisation statistics, and in
+        the result so that every neuron's pre-activation is its reference neuron's.  Copies of the
+        reference's rule-space weights then compute exactly the reference's function."""
         g = self.template(spec)
         if not self.hidden_bias:
             hidden_b = (g.edge_kind == 1) & (g.node_role[g.edge_index[1]] != 2)
             weight = weight.masked_fill(hidden_b, 0.0)
-        tile = g.__dict__.get("tile_factor")  # set on code_tile templates with uneven copies
+        tile = g.__dict__.get("tile_factor")  # (share, factor) on code_tile templates with copies
         if self.weight_standardization:
             dst = g.edge_index[1]
             # hidden layers only: the output layer keeps a free scale (logit temperature)
             is_w = ((g.edge_kind == 0) & (g.node_role[dst] != 2)).to(weight.dtype)
-            a = is_w if tile is None else is_w * tile  # uneven copies: each reference input counts once
+            a = is_w if tile is None else is_w * tile[0]  # copies: each reference input counts once
             n = g.num_nodes
             cnt = torch.zeros(n, dtype=weight.dtype).index_add_(0, dst, a).clamp_min(1.0)
             mean = torch.zeros(n, dtype=weight.dtype).index_add_(0, dst, weight * a) / cnt
@@ -326,7 +354,7 @@ class GraphFactory:
             out = torch.where(is_w.bool(), std_w * self.gain(spec), weight)
         else:
             out = weight * self.gain(spec) if self.fan_in_scaling else weight
-        return out if tile is None else out * tile
+        return out if tile is None else out * tile[1]
 
     def module(self, spec: str | Sequence[int], weight: Tensor) -> nn.Module:
         """The grown ``nn.Sequential`` (network weights written back with ``to_module``)."""
@@ -374,22 +402,15 @@ class GraphFactory:
         """Neuron indices with hidden neuron ``i`` of the ``l``-th hidden layer at ``i mod W_l``
         (``W_l``: the ``code_tile`` reference's ``l``-th hidden width), ``[|V|]``.
 
-        A layer of width ``c * W_l`` holds ``c`` copies of every reference code,
-        and a permutation-equivariant rule grows copies of equal weights (exactly).
-        They equal the reference's weights up to the bias edges' share in the
-        neighbourhood means (one bias edge among ``c * n`` copied edges instead
-        of ``n``).  A hidden neuron of the next layer then sees every reference
-        input ``c`` times; with weight standardisation (per-neuron mean and
-        variance are unchanged by copies) and the fan-in gain
-        ``1 / sqrt(c * fan_in)`` its pre-activation is ``sqrt(c)`` times the
-        reference's; an output neuron's (grown weights used as they are) ``c``
-        times.  With zero hidden biases a ReLU network's logits minus the
-        output bias are the reference's times the product of those factors.
-        Widths that are not multiples hold some codes once more than others;
-        :meth:`network_weight` then weighs the edges leaving a neuron by
-        ``(X / d) / m`` (``d`` distinct codes, ``m`` copies of its code), in the
-        standardisation statistics and in the network weight, and the same
-        holds with ``c = X / d``.
+        A layer of width ``c * W_l`` holds ``c`` copies of every reference code
+        (a width that is not a multiple holds some codes once more than others).
+        The template then carries a ``neighbour_weight`` that counts each copy
+        ``1 / copies`` in the rules' neighbourhood sums, so that every sum is the
+        reference's and a rule grows every copy exactly as its reference edge,
+        and :meth:`network_weight` scales the edges leaving copies so that every
+        neuron's pre-activation is its reference neuron's (see
+        :func:`_tile_weights`): the wide network computes the reference's
+        function.
 
         Raises:
             ValueError: the graph and the reference have different numbers of

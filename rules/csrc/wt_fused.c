@@ -40,7 +40,7 @@ typedef struct {
         *ff2_w, *ff2_b, *ln2_g, *ln2_b, *hd1_w, *hd1_b, *out_w, *out_b;
 } WTParams;
 
-int ng_wt_abi_version(void) { return 4; }
+int ng_wt_abi_version(void) { return 5; }
 int ng_wt_tile(void) { return TILE; }
 int ng_wt_max_width(void) { return MAXW; }
 
@@ -364,10 +364,12 @@ static int finish_scatter(const WTParams *p, int ok, Cache *cf, Cache *cb, float
 /* ---------------------------------------------------------------------------- entry points
  * Each returns 0, or -1 when its workspace cannot be allocated. */
 
-/* Pass 1 over edges [e0, e1): add keys/values to Sf/zf (by source) and Sb/zb (by target). */
+/* Pass 1 over edges [e0, e1): add keys/values to Sf/zf (by source) and Sb/zb (by target).
+ * nw (NULL: none) is the graph's neighbour_weight [E][2]: phi(k) of edge e, rotated or not, counts
+ * nw[e][0] times in its source's forward sums and nw[e][1] times in its target's backward sums. */
 int ng_wt_keys(const WTParams *p, int64_t e0, int64_t e1, const float *w, const float *hid,
-               const int64_t *src, const int64_t *dst, const int64_t *pos, float *Sf, float *zf,
-               float *Sb, float *zb) {
+               const int64_t *src, const int64_t *dst, const int64_t *pos, const float *nw, float *Sf,
+               float *zf, float *Sb, float *zb) {
     const int64_t D = p->D, W = p->heads * p->d * p->d + p->D;
     float x[MAXW * T], kv[MAXW * T], f[MAXW * T], r[MAXW * T];
     Cache cf, cb;
@@ -378,6 +380,17 @@ int ng_wt_keys(const WTParams *p, int64_t e0, int64_t e1, const float *w, const 
             load_state(p->H, s, n, w, hid, x);
             mm(p->kv_w, p->kv_b, x, kv, 4 * D, 1 + p->H);
             phi_rope(p, s, n, pos, kv, f, r);
+            if (nw) {
+                float m[2][T];
+                for (int t = 0; t < T; t++) {
+                    m[0][t] = t < n ? nw[2 * (s + t)] : 0.0f;
+                    m[1][t] = t < n ? nw[2 * (s + t) + 1] : 0.0f;
+                }
+                for (int64_t k = 0; k < 2 * D; k++) {
+                    const float *mk = m[k >= D];
+                    for (int t = 0; t < T; t++) f[k * T + t] *= mk[t], r[k * T + t] *= mk[t];
+                }
+            }
             scatter(p, &cf, s, n, src, r, f, kv + 2 * D * T, Sf, zf);
             scatter(p, &cb, s, n, dst, r + D * T, f + D * T, kv + 3 * D * T, Sb, zb);
         }
