@@ -79,8 +79,7 @@ def run(rule_path: Optional[str] = None, ms: Sequence[float] = (0.125, 0.25), hs
                                   n_steps, cfg.grow.fire_rate, seed, use_checkpoint=False)
                     row.append(accuracy(template, factory.network_weight(spec, w), x, y)[0])
                     params[spec] = template.num_edges
-                    factory._templates.pop(spec, None)
-                    factory._gains.pop(spec, None)
+                    factory.forget(spec)
                     if train_xy is not None:
                         t1 = time.perf_counter()
                         adam_row.append(_adam_accuracy(build_arch(spec), train_xy, (x, y), adam_steps, seed))

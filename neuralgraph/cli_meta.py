@@ -178,8 +178,7 @@ def eval_grid(rule: Any, cfg: Any, xs: List[int], ys: List[int], steps: int, sam
                 w, _ = unroll(factory.template(spec), rule, factory.fresh(spec, gen), steps,
                               cfg.grow.fire_rate, seed, chunk=steps, use_checkpoint=False)
                 accs.append(accuracy(factory.template(spec), factory.network_weight(spec, w), x, y)[0])
-            factory._templates.pop(spec, None)
-            factory._gains.pop(spec, None)
+            factory.forget(spec)
             vals[iy][ix] = sum(accs) / len(accs)
             if per_seed is not None:
                 per_seed[iy][ix] = accs

@@ -312,6 +312,13 @@ class GraphFactory:
             self._attach(key, graph)
         return self._templates[key]
 
+    def forget(self, spec: str | Sequence[int]) -> None:
+        """Drop ``spec``'s cached template and gains (large graphs in a sweep); the next
+        :meth:`template` call builds them again."""
+        key = arch_name(spec)
+        self._templates.pop(key, None)
+        self._gains.pop(key, None)
+
     def gain(self, spec: str | Sequence[int]) -> Tensor:
         """Per-edge multiplier from rule units to network weights, ``[E]``."""
         key = arch_name(spec)

@@ -191,3 +191,18 @@ def test_code_tile_errors_and_config(tmp_path):
         cfg.set_code_tile("cnn:q=3", "--code-tile")
     assert cfg.grow.code_tile == "4-8-3"
 
+
+
+def test_forget_rebuilds_the_template():
+    """``GraphFactory.forget`` drops a cached template and its gains; the rebuilt template is equal (with its
+    tiling weights), and other specs stay cached."""
+    tiled = _factory("5-4-3-2")
+    g, other = tiled.template("5-8-9-2"), tiled.template("5-6-7-2")
+    gain = tiled.gain("5-8-9-2")
+    tiled.forget([5, 8, 9, 2])
+    g2 = tiled.template("5-8-9-2")
+    assert g2 is not g and tiled.template("5-6-7-2") is other
+    for key in ("edge_pos", "hidden", "neighbour_weight"):
+        assert torch.equal(getattr(g2, key), getattr(g, key))
+    assert torch.equal(tiled.gain("5-8-9-2"), gain)
+    tiled.forget("5-1-2")  # never built: nothing to drop
