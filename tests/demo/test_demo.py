@@ -78,14 +78,14 @@ def test_demo_fire_rate(quick_rule: Path) -> None:
         run_demo(quick_rule, arch, steps=2, adam_time_limit=0.2, fire_rate=0.0)
 
 
-def test_demo_cnn_grows_an_unseen_cnn_to_96() -> None:
-    """The demo's CNN: the 3-step kernel-5 rule grows `cnn:m=1,k=5,h=200` (489,634 parameters, 2-4x the
-    filters of its training CNNs) with hidden neurons indexed modulo the widths of its training CNN
-    `cnn:m=0.25,k=5,h=100`; docs/results/grow_cnn.md (session 18) has its test accuracy."""
+def test_demo_cnn_grows_an_unseen_cnn_to_98() -> None:
+    """The demo's CNN: the kernel-5 rule continued on `cnn:m=0.25,k=5,h=100` grows `cnn:m=1,k=5,h=200`
+    (489,634 parameters, 4x the filters and 2x the dense units of that CNN) with hidden neurons indexed
+    modulo its widths, to 98.27% (the 10,000 test images; docs/results/grow_cnn.md, session 19)."""
     torch.set_num_threads(1)
     _, cfg = load_rule(DEMO_CNN_RULE)
     assert DEMO_CNN_ARCH not in cfg.trained_archs() and DEMO_CODE_TILE in cfg.trained_archs()
     r = run_demo(DEMO_CNN_RULE, DEMO_CNN_ARCH, code_tile=DEMO_CODE_TILE, adam_time_limit=0.5)
     assert r["parameters"] == 489634 and r["code_tile"] == DEMO_CODE_TILE and r["rule_steps"] == 3
-    assert r["to_module_test_accuracy"] == r["grown_test_accuracy"] >= 0.96
+    assert r["to_module_test_accuracy"] == r["grown_test_accuracy"] >= 0.98
     assert f"indexed modulo the widths of {DEMO_CODE_TILE}" in format_report(r)
