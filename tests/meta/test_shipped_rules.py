@@ -119,7 +119,7 @@ def _grow_unseen_cnn(rule_file: str, steps: int, arch: str = UNSEEN_K5_CNN, code
     rule, cfg = load_rule(CHECKPOINTS / rule_file)
     assert (arch in cfg.trained_archs()) == trained and cfg.grow.fire_rate == 1.0
     cfg.set_code_tile(code_tile or None)
-    x, y = mnist_tensors("mnist", "test", flatten=False)
+    x, y = mnist_tensors(cfg.data.name, "test", flatten=False)
     rec = grow_trajectory(factory_from_config(cfg), rule, arch, steps, cfg.grow.fire_rate, 0,
                           (x[:1000], y[:1000]), every=steps)
     return cfg, rec["acc"][-1]
@@ -170,6 +170,25 @@ def test_k3_rule_with_code_tile_grows_an_unseen_1_3m_parameter_cnn_to_96():
     assert cfg.name == "grow_cnn_k3_wide" and ref in cfg.trained_archs()
     assert {a.split("k=")[1][0] for a in cfg.trained_archs()} == {"3"}
     assert acc >= 0.95
+
+
+@pytest.mark.parametrize("rule_file,name,spec,ref,floor", [
+    ("wt_mnist_cnn_k5ref.pt", "grow_cnn_k5s3_ref", "cnn:m=0.5,k=5,h=300", "cnn:m=0.25,k=5,h=100", 0.98),
+    ("wt_mnist_cnn_k3ref.pt", "grow_cnn_k3_ref", "cnn:m=2,k=3,h=400", "cnn:m=0.25,k=3,h=100", 0.97),
+    ("wt_fashion_cnn_k5ref.pt", "grow_cnn_k5_fashion_ref", "cnn:m=0.375,k=5,h=64", "cnn:m=0.25,k=5,h=32", 0.84),
+])
+def test_reference_rules_grow_unseen_tiled_cnns_as_their_reference(rule_file, name, spec, ref, floor):
+    """The session-19 reference specialists, each a region rule continued on one training CNN: with
+    `--code-tile` that CNN, an unseen wider CNN grows as exact copies of it and computes its function, so
+    it has the grown reference's accuracy (test grids: 98.27-98.28% kernel 5, 97.40% kernel 3, 85.75%
+    Fashion-MNIST on its first 2,000 images; docs/results/grow_cnn.md). Here, the first 1,000 test images."""
+    if "fashion" in rule_file:
+        _skip_without_fashion_mnist()
+    torch.set_num_threads(1)
+    cfg, acc = _grow_unseen_cnn(rule_file, 3, spec, ref)
+    assert cfg.name == name and cfg.arch.train == [ref]
+    _, ref_acc = _grow_unseen_cnn(rule_file, 3, ref, trained=True)
+    assert acc == ref_acc >= floor
 
 
 def test_k5_big_region_rule_grows_an_unseen_750k_parameter_cnn_to_90():
