@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from neuralgraph import native
+from neuralgraph.rules.base import neighbour_weight
 from neuralgraph.rules.linear_attention import edge_pos_cache
 
 __all__ = ["available", "can_run", "use_kernel", "kernel_workers", "wt_forward", "fused_attention",
@@ -295,7 +296,7 @@ def wt_forward(rule: Any, graph: Any, workers: int, range_size: int = 65536) -> 
     num_edges = w.numel()
     ranges, workers = _plan(num_edges, workers, range_size, lib.ng_wt_tile())
     wp, hp, sp, dp, pp_ = w.data_ptr(), hid.data_ptr(), src.data_ptr(), dst.data_ptr(), pos.data_ptr()
-    nw = getattr(graph, "neighbour_weight", None)
+    nw = neighbour_weight(graph, "fused.wt_forward")  # checked: the kernel reads [E][2] floats
     if nw is not None:
         nw = nw.detach().to(torch.float32).contiguous()
         keep.append(nw)

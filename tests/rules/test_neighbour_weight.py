@@ -114,3 +114,7 @@ def test_bad_neighbour_weight_is_an_error(kind: str) -> None:
     graph.neighbour_weight[4, 1] = 0.0
     with pytest.raises(ValueError, match=f"{name}: graph.neighbour_weight must be positive"):
         rule(graph)
+    if kind == "wt" and fused.available():  # the kernel's entry point checks too: it reads [E][2] floats
+        graph.neighbour_weight = torch.ones(graph.num_edges - 1, 2)
+        with pytest.raises(ValueError, match="fused.wt_forward: graph.neighbour_weight must be"):
+            fused.wt_forward(_rule("wt"), graph, workers=1)
