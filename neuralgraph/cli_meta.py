@@ -27,8 +27,9 @@ FIRE_RATE_HELP = ("fraction of edges each rule step updates (default: the rule's
 
 CODE_TILE_HELP = ("reference architecture whose hidden widths index the grown network's hidden neurons "
                   "(neuron i of the l-th hidden layer -> i mod the reference's l-th width): a network wider "
-                  "than the rule's training architectures grows as copies of the reference's neurons "
-                  "(grow.code_tile; default: the rule's config, usually off)")
+                  "than the rule's training architectures grows as exact copies of the reference's neurons "
+                  "and computes the grown reference's function (grow.code_tile; default: the rule's config, "
+                  "usually off)")
 
 
 def _grow_options(args: argparse.Namespace, cfg: Any) -> None:
