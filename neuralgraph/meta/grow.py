@@ -138,6 +138,15 @@ def _copies(graph: NeuralGraph, index: Tensor) -> Tensor:
     return m
 
 
+def _fan_in(graph: NeuralGraph, per_edge: Optional[Tensor] = None) -> Tensor:
+    """``[|V|]``: the number of weight edges entering each neuron (with ``per_edge`` ``[E]``: the sum of
+    their values)."""
+    is_w = graph.edge_kind == 0
+    dtype = graph.weight.dtype
+    vals = torch.ones(int(is_w.sum()), dtype=dtype) if per_edge is None else per_edge[is_w]
+    return torch.zeros(graph.num_nodes, dtype=dtype).index_add_(0, graph.edge_index[1][is_w], vals)
+
+
 def _tile_weights(graph: NeuralGraph, index: Tensor, fan_in_scaling: bool,
                   weight_standardization: bool) -> Optional[Tuple[Tensor, Tensor, Tensor]]:
     """What makes a tiled graph grow and compute exactly its reference: ``(neighbour_weight [E, 2],
@@ -160,9 +169,7 @@ def _tile_weights(graph: NeuralGraph, index: Tensor, fan_in_scaling: bool,
     share = torch.where(is_w, 1.0 / m[src], one)
     factor = share
     if fan_in_scaling:
-        n = graph.num_nodes
-        fan = torch.zeros(n, dtype=m.dtype).index_add_(0, dst[is_w], torch.ones_like(share[is_w]))
-        fan_ref = torch.zeros(n, dtype=m.dtype).index_add_(0, dst[is_w], share[is_w])
+        fan, fan_ref = _fan_in(graph), _fan_in(graph, share)
         gained = is_w if not weight_standardization else is_w & (graph.node_role[dst] != NODE_ROLES.index("output"))
         ratio = (fan.clamp_min(1.0) / fan_ref.clamp_min(1.0)).sqrt()
         factor = torch.where(gained, share * ratio[dst], share)
@@ -327,12 +334,8 @@ class GraphFactory:
             if not self.fan_in_scaling:
                 self._gains[key] = torch.ones_like(g.weight)
             else:
-                is_w = g.edge_kind == 0
-                dst = g.edge_index[1]
-                fan_in = torch.zeros(g.num_nodes, dtype=g.weight.dtype).index_add_(
-                    0, dst[is_w], torch.ones(int(is_w.sum()), dtype=g.weight.dtype))
-                gain = fan_in[dst].clamp_min(1.0).rsqrt()
-                self._gains[key] = torch.where(is_w, gain, torch.ones_like(gain))
+                gain = _fan_in(g)[g.edge_index[1]].clamp_min(1.0).rsqrt()
+                self._gains[key] = torch.where(g.edge_kind == 0, gain, torch.ones_like(gain))
         return self._gains[key]
 
     def network_weight(self, spec: str | Sequence[int], weight: Tensor) -> Tensor:
