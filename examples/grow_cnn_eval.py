@@ -42,7 +42,8 @@ def run(rule_path: Optional[str] = None, ms: Sequence[float] = (0.125, 0.25), hs
     holds out of the training set: ``data.val_fraction`` and ``data.split_seed`` of the rule's config).
 
     ``code_tile``: a reference CNN spec; hidden neurons are indexed modulo its widths (``grow.code_tile``),
-    so cells wider than the reference grow as copies of its neurons.
+    so cells wider than the reference grow as copies of its neurons; cells with larger kernels get its
+    kernels embedded (a ``k=3`` reference for ``k=4`` cells; ``GraphFactory.tile_kernels``).
 
     With ``adam_steps > 0`` every cell is also trained with Adam (``"adam_acc"``, same layout)."""
     from _common import image_split

@@ -28,8 +28,9 @@ FIRE_RATE_HELP = ("fraction of edges each rule step updates (default: the rule's
 CODE_TILE_HELP = ("reference architecture whose hidden widths index the grown network's hidden neurons "
                   "(neuron i of the l-th hidden layer -> i mod the reference's l-th width): a network wider "
                   "than the rule's training architectures grows as exact copies of the reference's neurons "
-                  "and computes the grown reference's function (grow.code_tile; default: the rule's config, "
-                  "usually off)")
+                  "and computes the grown reference's function; a CNN with larger kernels (k=4 for a k=3 "
+                  "reference) gets the reference's kernels at equal offsets and zero elsewhere "
+                  "(grow.code_tile; default: the rule's config, usually off)")
 
 
 def _grow_options(args: argparse.Namespace, cfg: Any) -> None:
@@ -134,7 +135,9 @@ def run_grow(args: argparse.Namespace) -> int:
     print(f"{spec}: {n_params} parameters, {args.split} accuracy {rec['acc'][-1]:.4f} after {args.steps} "
           f"rule steps (best {max(rec['acc']):.4f} at step {rec['step'][rec['acc'].index(max(rec['acc']))]}), "
           f"grown in {rec['grow_seconds']:.2f} s, {secs:.2f} s incl. evaluation"
-          + (f" (hidden neurons indexed modulo {cfg.grow.code_tile})" if cfg.grow.code_tile else ""))
+          + (f" (hidden neurons indexed modulo {cfg.grow.code_tile}"
+             + ("; its kernels embedded, the other taps zero" if template.__dict__.get("tile_kernels") else "")
+             + ")" if cfg.grow.code_tile else ""))
     if args.save:
         torch.save(factory.module(spec, rec["state"][0]), args.save)
         print(f"saved grown module to {args.save}")

@@ -136,13 +136,14 @@ def _neighbour_weight(graph: object) -> Tensor:
 
 
 def _weighted_mean(state: Tensor, members: List[int], weight: Tensor) -> Tensor:
-    """``sum_g weight[g] state[g] / sum_g weight[g]`` over the listed edges, one by one."""
+    """``sum_g weight[g] state[g] / sum_g weight[g]`` over the listed edges, one by one (zero when the
+    weights sum to zero)."""
     num = torch.zeros_like(state[0])
     den = torch.zeros((), dtype=state.dtype)
     for g in members:
         num = num + weight[g] * state[g]
         den = den + weight[g]
-    return num / den
+    return num / den if den > 0 else num * 0
 
 
 def rotate_loop(x: Tensor, pos: float, head_dim: int, base: float) -> Tensor:

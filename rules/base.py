@@ -78,12 +78,14 @@ def neighbour_weight(graph: object, owner: str) -> Optional[Tensor]:
     leaving its source neuron), column 1 in the backward ones (the sums over the edges entering its
     target neuron).  Rules then aggregate weighted means (:class:`~neuralgraph.rules.MLPRule`) and
     weighted linear-attention sums (:class:`~neuralgraph.rules.WeightTransformer`); all ones is the
-    plain aggregation.  :class:`~neuralgraph.meta.GraphFactory` sets it on ``code_tile`` graphs, where
-    ``1 / copies`` makes every neighbourhood sum the reference network's.
+    plain aggregation, and 0 leaves an edge out of the sums (a neighbourhood whose weights are all 0
+    aggregates to zero, as an empty one).  :class:`~neuralgraph.meta.GraphFactory` sets it on
+    ``code_tile`` graphs, where ``1 / copies`` makes every neighbourhood sum the reference network's
+    and 0 marks the taps of a larger kernel that the reference does not have.
 
     Raises:
-        ValueError: it is not a positive ``[E, 2]`` tensor of the weights' dtype (``owner`` names
-            the rule in the message).
+        ValueError: it is not a finite, non-negative ``[E, 2]`` tensor of the weights' dtype (``owner``
+            names the rule in the message).
     """
     nw = getattr(graph, "neighbour_weight", None)
     if nw is None:
@@ -94,8 +96,8 @@ def neighbour_weight(graph: object, owner: str) -> Optional[Tensor]:
                          f"[{weight.numel()}, 2], got "
                          f"{tuple(nw.shape) if isinstance(nw, Tensor) else type(nw).__name__}"
                          f"{'' if not isinstance(nw, Tensor) else ' ' + str(nw.dtype)}")
-    if nw.numel() and not bool((nw > 0).all()):
-        raise ValueError(f"{owner}: graph.neighbour_weight must be positive")
+    if nw.numel() and not bool(((nw >= 0) & torch.isfinite(nw)).all()):
+        raise ValueError(f"{owner}: graph.neighbour_weight must be finite and non-negative")
     return nw
 
 

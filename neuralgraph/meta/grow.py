@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from neuralgraph.architecture import Architecture
+from neuralgraph.architecture import ACTIVATIONS, Architecture
 from neuralgraph.convert import to_neural_graph
 from neuralgraph.datasets.architectures import arch_name, build_arch
 from neuralgraph.graph import NODE_ROLES, NeuralGraph
@@ -111,6 +111,95 @@ def embed_conv_layer(small: NeuralGraph, small_weight: Tensor, host: NeuralGraph
     return torch.cat([host_weight[:hs.offset], block.reshape(-1), host_weight[hs.offset + hs.numel:]])
 
 
+_EMBEDDABLE = ("Conv2d", "Linear", "Flatten", "MaxPool2d", "Dropout", "Dropout2d")
+
+
+def _conv_input_sizes(model: nn.Module, input_shape: Sequence[int]) -> List[Tuple[int, ...]]:
+    """The spatial size of the input of every ``Conv2d`` of ``model`` on one ``input_shape`` sample."""
+    sizes: List[Tuple[int, ...]] = []
+    hooks = [m.register_forward_pre_hook(lambda _m, a: sizes.append(tuple(a[0].shape[2:])))
+             for m in model.modules() if isinstance(m, nn.Conv2d)]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape))
+    finally:
+        for h in hooks:
+            h.remove()
+    return sizes
+
+
+def _flat_slot(graph: NeuralGraph):
+    """The weight ``ParamSlot`` of the first ``Linear`` after a ``Flatten`` (``None`` if there is none)."""
+    ops = graph.arch.ops
+    flat = [i for i, op in enumerate(ops) if op.kind == "Flatten"]
+    for s in graph.arch.param_slots:
+        if flat and s.op_index > flat[0] and ops[s.op_index].kind == "Linear" and s.name.endswith("weight"):
+            return s
+    return None
+
+
+def _kernel_map(graph: NeuralGraph, ref: NeuralGraph, sizes: Callable[[], List[Tuple[int, ...]]],
+                ref_sizes: List[Tuple[int, ...]], spec: str, ref_spec: str) -> Optional[Tuple[Tensor, Tensor]]:
+    """Embed a CNN reference with smaller kernels: ``(edge_pos [E, 5], keep [E] bool)``, or ``None`` when
+    the kernels are equal.
+
+    Each reference tap goes to the graph's tap at the same offset from the output pixel (``index -
+    padding``, as in :func:`embed_conv_layer`), whose ``edge_pos`` kernel row / column become the reference
+    tap's indices; the other taps are not kept.  Of the dense layer after ``Flatten``, the edges from the
+    reference's feature-map pixels (its top-left ``rows x cols``) are kept.  With the other edges zero, the
+    graph computes what the reference computes: every conv layer sees an input of the reference's size
+    (checked), so the kept taps read the same pixels and padding, and the floor-mode pooling windows over
+    the reference's pixels are the same.  ``sizes`` computes the graph's conv input sizes (only when the
+    kernels differ).
+
+    Raises:
+        ValueError: the layer kinds differ, a layer kind is not embeddable, a reference kernel does not
+            fit at equal offsets, the conv inputs differ in size, or the reference's feature map is larger.
+    """
+    hs, rs = conv_weight_slots(graph, "code_tile"), conv_weight_slots(ref, "code_tile")
+    if len(hs) == len(rs) and all(h.shape[2:] == r.shape[2:] for h, r in zip(hs, rs)):
+        return None
+    where = f"code_tile: {spec} grown as {ref_spec}"
+    kinds, ref_kinds = [op.kind for op in graph.arch.ops], [op.kind for op in ref.arch.ops]
+    if kinds != ref_kinds:
+        raise ValueError(f"{where}: the layers differ ({kinds} / {ref_kinds}); only kernel sizes may")
+    for op in graph.arch.ops + ref.arch.ops:
+        ok = op.kind in _EMBEDDABLE or op.kind in ACTIVATIONS
+        if op.kind == "MaxPool2d":
+            ok = not op.get("ceil_mode", False) and op.get("padding", 0) in (0, (0, 0))
+        if not ok:
+            raise ValueError(f"{where}: kernels of different sizes embed exactly only through conv, "
+                             f"activation, floor-mode max-pooling, flatten and linear layers, not {op!r}")
+    own = sizes()
+    if own != ref_sizes:
+        raise ValueError(f"{where}: its conv layers see inputs of {own} pixels, the reference's "
+                         f"{ref_sizes}; smaller kernels embed exactly only at equal input sizes")
+    pos, keep = graph.edge_pos.clone(), torch.ones(graph.num_edges, dtype=torch.bool)
+    for i, (h, r) in enumerate(zip(hs, rs)):
+        hp, rp = _conv_padding(graph.arch.ops[h.op_index]), _conv_padding(ref.arch.ops[r.op_index])
+        rows = slice(h.offset, h.offset + h.numel)
+        for d in range(2):
+            start, n_ref = hp[d] - rp[d], r.shape[2 + d]
+            if start < 0 or start + n_ref > h.shape[2 + d]:
+                raise ValueError(f"{where}: conv layer {i}'s reference kernel {tuple(r.shape[2:])} (padding "
+                                 f"{rp}) does not fit inside its kernel {tuple(h.shape[2:])} (padding {hp}) at "
+                                 "equal offsets")
+            p = pos[rows, 3 + d]
+            inside = (p >= start) & (p < start + n_ref)
+            keep[rows] &= inside
+            pos[rows, 3 + d] = torch.where(inside, p - start, p)
+    hf, rf = _flat_slot(graph), _flat_slot(ref)
+    if hf is not None and rf is not None:
+        rows = slice(hf.offset, hf.offset + hf.numel)
+        extent = ref.edge_pos[rf.offset:rf.offset + rf.numel, 3:5].amax(0) + 1
+        host = pos[rows, 3:5].amax(0) + 1
+        if bool((host < extent).any()):
+            raise ValueError(f"{where}: the reference's flattened feature map {tuple(extent.tolist())} is "
+                             f"larger than its own {tuple(host.tolist())}")
+        keep[rows] &= (pos[rows, 3:5] < extent).all(1)
+    return pos, keep
+
+
 def _reindexed_pos(graph: NeuralGraph, node_index: Tensor) -> Tensor:
     """``graph.edge_pos`` with every edge's backward / forward neuron axis (1 / 2) moved to
     ``node_index`` of its source / target neuron where that neuron's index changed, ``[E, 5]``."""
@@ -147,10 +236,10 @@ def _fan_in(graph: NeuralGraph, per_edge: Optional[Tensor] = None) -> Tensor:
     return torch.zeros(graph.num_nodes, dtype=dtype).index_add_(0, graph.edge_index[1][is_w], vals)
 
 
-def _tile_weights(graph: NeuralGraph, index: Tensor, fan_in_scaling: bool,
+def _tile_weights(graph: NeuralGraph, index: Tensor, keep: Optional[Tensor], fan_in_scaling: bool,
                   weight_standardization: bool) -> Optional[Tuple[Tensor, Tensor, Tensor]]:
     """What makes a tiled graph grow and compute exactly its reference: ``(neighbour_weight [E, 2],
-    share [E], factor [E])``, or ``None`` when no two neurons share a code.
+    share [E], factor [E])``, or ``None`` when no two neurons share a code and every edge is kept.
 
     With ``m(v)`` the copies of neuron ``v``'s code, an edge ``u -> v`` counts ``1 / m(v)`` in the
     forward neighbourhoods (sums over the edges leaving ``u``) and ``1 / m(u)`` in the backward ones
@@ -159,21 +248,25 @@ def _tile_weights(graph: NeuralGraph, index: Tensor, fan_in_scaling: bool,
     reference input of a neuron once in its weight-standardisation statistics, and ``factor`` scales the
     network weights so that each neuron's pre-activation is the reference neuron's: ``share`` times
     ``sqrt(fan_in / reference fan_in)`` on the edges whose network weight carries the fan-in gain
-    ``1 / sqrt(fan_in)``."""
+    ``1 / sqrt(fan_in)``.
+
+    ``keep`` (``[E]`` bool, optional; see :func:`_kernel_map`) marks the edges that have a reference
+    edge: the others count 0 everywhere (neighbourhood sums, statistics) and get network weight 0."""
     m = _copies(graph, index)
-    if bool((m == 1).all()):
+    if bool((m == 1).all()) and (keep is None or bool(keep.all())):
         return None
     src, dst = graph.edge_index
     is_w = graph.edge_kind == 0
     one = torch.ones_like(m[:1])
-    share = torch.where(is_w, 1.0 / m[src], one)
+    k = torch.ones_like(graph.weight) if keep is None else keep.to(m.dtype)
+    share = torch.where(is_w, k / m[src], one)
     factor = share
     if fan_in_scaling:
         fan, fan_ref = _fan_in(graph), _fan_in(graph, share)
         gained = is_w if not weight_standardization else is_w & (graph.node_role[dst] != NODE_ROLES.index("output"))
         ratio = (fan.clamp_min(1.0) / fan_ref.clamp_min(1.0)).sqrt()
         factor = torch.where(gained, share * ratio[dst], share)
-    return torch.stack([1.0 / m[dst], 1.0 / m[src]], 1), share, factor
+    return torch.stack([k / m[dst], k / m[src]], 1), share, factor
 
 
 def hidden_layers(graph: NeuralGraph) -> List[Tuple[int, Tensor, int]]:
@@ -244,8 +337,11 @@ class GraphFactory:
             rule fitted to the reference's widths grows a wider network without
             meeting indices it never saw.  Widths need not be multiples of the
             reference's.
-            Layers no wider than the reference keep their indices.  ``""`` =
-            off.
+            Layers no wider than the reference keep their indices.  A CNN whose
+            kernels are larger than the reference's (``k=4`` grown as ``k=3``)
+            has the reference's kernels embedded at equal offsets from the
+            output pixel; the other taps weigh 0 in the neighbourhood sums and
+            in the network (:meth:`tile_kernels`).  ``""`` = off.
     """
 
     def __init__(self, hidden_dim: int = 16, hidden_init: str = "sinusoidal", code_base: float = 1000.0,
@@ -261,6 +357,8 @@ class GraphFactory:
         self.hidden_code_range = hidden_code_range
         self.code_tile = arch_name(code_tile) if code_tile else ""
         self._tile_widths: Optional[List[int]] = None
+        self._tile_ref: Optional[NeuralGraph] = None  # the code_tile reference's graph
+        self._tile_ref_sizes: List[Tuple[int, ...]] = []  # ... and its conv layers' input sizes
         self.hidden_bias = hidden_bias
         self.kernel_offsets = kernel_offsets
         self.fan_in_scaling = fan_in_scaling or weight_standardization
@@ -307,9 +405,21 @@ class GraphFactory:
                                     hidden_init="zeros")
             if self.code_tile:
                 index = self.tile_index(graph, key)
-                graph.hidden = self.code(graph, index)
+                kmap = self.tile_kernels(graph, key, model)
+                keep = None
+                if kmap is not None:
+                    # the code of a kept tap is the reference tap's: kernel_offsets codes the host's own
+                    # indices by their offset (the reference's offset), raw codes need the reference's indices
+                    ref_pos, keep = kmap
+                    if not self.kernel_offsets:
+                        graph.edge_pos = ref_pos
+                    graph.hidden = self.code(graph, index)
+                    graph.edge_pos = ref_pos
+                    graph.__dict__["tile_kernels"] = True  # the reference's kernels are embedded
+                else:
+                    graph.hidden = self.code(graph, index)
                 graph.edge_pos = _reindexed_pos(graph, index)
-                tile = _tile_weights(graph, index, self.fan_in_scaling, self.weight_standardization)
+                tile = _tile_weights(graph, index, keep, self.fan_in_scaling, self.weight_standardization)
                 if tile is not None:
                     graph.neighbour_weight = tile[0]
                     graph.__dict__["tile_factor"] = tile[1:]
@@ -427,9 +537,12 @@ class GraphFactory:
                 hidden layers (``spec`` names the graph in the message).
         """
         if self._tile_widths is None:
-            ref = to_neural_graph(build_arch(self.code_tile, self.activation),
-                                  input_shape=self.input_shape if self.code_tile.startswith("cnn") else None)
+            model = build_arch(self.code_tile, self.activation)
+            ref = to_neural_graph(model, input_shape=self.input_shape if self.code_tile.startswith("cnn") else None)
             self._tile_widths = [w for _, _, w in hidden_layers(ref)]
+            self._tile_ref = ref
+            if self.code_tile.startswith("cnn") and self.input_shape is not None:
+                self._tile_ref_sizes = _conv_input_sizes(model, self.input_shape)
         layers = hidden_layers(graph)
         if len(layers) != len(self._tile_widths):
             raise ValueError(f"code_tile: {spec or 'the graph'} has {len(layers)} hidden layers, the reference "
@@ -438,6 +551,22 @@ class GraphFactory:
         for (_, sel, _), ref_width in zip(layers, self._tile_widths):
             index[sel] = graph.node_pos[sel] % ref_width
         return index
+
+    def tile_kernels(self, graph: NeuralGraph, spec: str, model: nn.Module) -> Optional[Tuple[Tensor, Tensor]]:
+        """For a CNN whose kernels differ from the ``code_tile`` reference's: ``(edge_pos [E, 5],
+        keep [E] bool)`` (:func:`_kernel_map`), else ``None``.
+
+        A reference with smaller kernels (``k=3`` for a ``k=4`` CNN, say) is embedded: every reference
+        tap has the graph's tap at the same offset from the output pixel, the reference's position
+        and code, and the other taps (and the dense inputs from feature-map pixels the reference does
+        not have) are kept out of the rules' neighbourhood sums and get network weight 0.  The graph
+        then grows and computes exactly the reference's function."""
+        if not (spec.startswith("cnn") and self.code_tile.startswith("cnn")) or self.input_shape is None:
+            return None
+        self.tile_index(graph, spec)  # builds the reference
+        assert self._tile_ref is not None
+        return _kernel_map(graph, self._tile_ref, lambda: _conv_input_sizes(model, self.input_shape),
+                           self._tile_ref_sizes, spec, self.code_tile)
 
     def subset_code(self, spec: str | Sequence[int], generator: Optional[torch.Generator] = None,
                     code_range: int = 0) -> Tensor:

@@ -206,3 +206,90 @@ def test_forget_rebuilds_the_template():
         assert torch.equal(getattr(g2, key), getattr(g, key))
     assert torch.equal(tiled.gain("5-8-9-2"), gain)
     tiled.forget("5-1-2")  # never built: nothing to drop
+
+
+# a kernel-3 reference embedded in CNNs of kernel 4 (a 4x4 last feature map against 3x3) and kernel 5
+KERNELS = [("cnn:m=0.125,k=3,h=6", "cnn:m=0.125,k=4,h=6"), ("cnn:m=0.125,k=3,h=6", "cnn:m=0.25,k=4,h=12"),
+           ("cnn:m=0.125,k=3,h=6", "cnn:m=0.1875,k=5,h=10")]
+
+
+def _kept(g) -> torch.Tensor:
+    """``[E]`` bool: the edges with a reference edge (the others weigh 0 in every neighbourhood)."""
+    return (g.neighbour_weight > 0).all(1)
+
+
+def _copied_kept(g_ref, w_ref: torch.Tensor, g) -> torch.Tensor:
+    keep = _kept(g)
+    ref_w = dict(zip(_key(g_ref), w_ref.tolist()))
+    return torch.tensor([ref_w[k] if kk else 0.0 for k, kk in zip(_key(g), keep.tolist())])
+
+
+def test_kernel_map_matches_a_per_edge_reference():
+    """Edge by edge on a kernel-4 CNN grown as a kernel-3 one: a conv tap ``(u, v)`` is kept iff the
+    reference has a tap at the same offset from the output pixel (``u - 2 = s - 1``: ``u`` in 1..3), and
+    then takes the reference tap's position ``(u - 1, v - 1)`` and code; a dense input from the flattened
+    4x4 map is kept iff it comes from the reference's 3x3 pixels.  Kept edges count in the neighbourhood
+    sums, the others 0."""
+    ref, spec = KERNELS[0]
+    tiled = _factory(ref, kernel_offsets=True)
+    g0, g, g_ref = _factory().template(spec), tiled.template(spec), tiled.template(ref)
+    conv = (g0.edge_kind == 0) & (g0.edge_pos[:, 0] <= 2)
+    dense = (g0.edge_kind == 0) & (g0.edge_pos[:, 0] == 3)
+    keep, pos = torch.ones(g0.num_edges, dtype=torch.bool), g0.edge_pos.clone()
+    for e in range(g0.num_edges):
+        u, v = int(g0.edge_pos[e, 3]), int(g0.edge_pos[e, 4])
+        if conv[e]:
+            keep[e] = 1 <= u <= 3 and 1 <= v <= 3
+            if keep[e]:
+                pos[e, 3], pos[e, 4] = u - 1, v - 1
+        elif dense[e]:
+            keep[e] = u < 3 and v < 3
+    assert int((~keep).sum()) == (16 - 9) * (4 + 4 * 8 + 8 * 16 + 16 * 6)
+    assert torch.equal(_kept(g), keep)
+    assert torch.equal(g.edge_pos[keep], pos[keep])
+    ref_code = dict(zip(_key(g_ref), g_ref.hidden))
+    for e in torch.nonzero(keep).flatten().tolist():
+        assert torch.equal(g.hidden[e], ref_code[_key(g)[e]])
+    assert torch.equal(g.neighbour_weight[~keep], torch.zeros(int((~keep).sum()), 2))
+
+
+@pytest.mark.parametrize("kind", ["mlp", "wt"])
+@pytest.mark.parametrize("ref,spec", KERNELS)
+@pytest.mark.parametrize("offsets", [True, False])
+def test_larger_kernels_grow_and_compute_the_reference(kind, ref, spec, offsets):
+    """A CNN with larger kernels (and wider layers) grown with a smaller-kernel ``code_tile`` reference:
+    every kept edge grows its reference edge's weight, the other edges' network weights are 0, and the
+    network computes the grown reference's function (its logits, to float rounding).  Untiled, the rule
+    grows another network."""
+    rule = _rule(kind)
+    tiled = _factory(ref, kernel_offsets=offsets)
+    w_ref, w = _grow(tiled, rule, ref), _grow(tiled, rule, spec)
+    g_ref, g = tiled.template(ref), tiled.template(spec)
+    keep = _kept(g)
+    assert 0 < int((~keep).sum()) < g.num_edges
+    assert _rel(w[keep], _copied_kept(g_ref, w_ref, g)[keep]) < 1e-5
+    net = tiled.network_weight(spec, w)
+    assert bool((net[~keep] == 0).all()) and bool((net[keep] != 0).any())
+    x, ref_out, out = _outputs(tiled, ref, w_ref, spec, w)
+    assert ref_out.abs().max() > 1e-2
+    assert _rel(out, ref_out) < 1e-4
+    module = tiled.module(spec, w)  # to_module: the same function
+    with torch.no_grad():
+        assert _rel(module(x), ref_out) < 1e-4
+
+    plain = _factory(kernel_offsets=offsets)
+    plain_out = plain.template(spec).forward(x, weight=plain.network_weight(spec, _grow(plain, rule, spec)))
+    assert _rel(plain_out, ref_out) > 1e-2
+
+
+def test_kernel_map_errors():
+    """A reference kernel that does not fit at equal offsets, and a reference feature map larger than the
+    network's, are refused with the specs in the message; equal kernels need no map."""
+    with pytest.raises(ValueError, match=r"cnn:m=0.125,k=4,h=6 grown as cnn:m=0.125,k=5,h=6: conv layer 0's "
+                                         r"reference kernel \(5, 5\) .* does not fit"):
+        _factory("cnn:m=0.125,k=5,h=6").template("cnn:m=0.125,k=4,h=6")
+    with pytest.raises(ValueError, match=r"flattened feature map \(4, 4\) is larger than its own \(3, 3\)"):
+        _factory("cnn:m=0.125,k=4,h=6").template("cnn:m=0.125,k=5,h=6")
+    tiled = _factory("cnn:m=0.125,k=3,h=6")
+    g = tiled.template("cnn:m=0.25,k=3,h=12")
+    assert bool((g.neighbour_weight > 0).all())

@@ -75,6 +75,37 @@ def test_weighted_rules_match_the_per_edge_reference(kind: str, cnn: bool, seed:
 
 
 @pytest.mark.parametrize("kind", ["mlp", "wt"])
+@pytest.mark.parametrize("cnn", [False, True])
+def test_zero_weights_leave_edges_out(kind: str, cnn: bool) -> None:
+    """A weight of 0 leaves an edge out of a sum (``code_tile`` zeroes the taps a smaller reference kernel
+    lacks), on every path against the reference; a neighbourhood whose weights are all 0 aggregates to
+    zero, as an empty one.  Changing a left-out edge's state then changes no other edge's update."""
+    graph = _graph(5, cnn)
+    g = torch.Generator().manual_seed(1)
+    out = torch.rand(graph.num_edges, generator=g) < 0.3
+    graph.neighbour_weight[out] = 0.0
+    src = graph.edge_index[0]
+    graph.neighbour_weight[src == src[0], 0] = 0.0  # one whole forward neighbourhood
+    rule = _rule(kind)
+    ref = reference_mlp_rule if kind == "mlp" else reference_weight_transformer
+    rw, rh = ref(rule.double(), _double(graph))
+    rule.float()
+    for name, (dw, dh) in _paths(rule, graph).items():
+        torch.testing.assert_close(dw.double(), rw, atol=1e-5, rtol=1e-4, msg=name)
+        torch.testing.assert_close(dh.double(), rh, atol=1e-5, rtol=1e-4, msg=name)
+    left_out = out & (graph.neighbour_weight == 0).all(1)
+    assert int(left_out.sum()) > 0
+    with torch.no_grad():
+        w0, h0 = rule(graph)
+        graph.weight = torch.where(left_out, graph.weight + 3.0, graph.weight)
+        graph.hidden = graph.hidden + 2.0 * left_out.unsqueeze(1)
+        w1, h1 = rule(graph)
+    torch.testing.assert_close(w1[~left_out], w0[~left_out], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(h1[~left_out], h0[~left_out], atol=1e-5, rtol=1e-4)
+    assert (w1[left_out] - w0[left_out]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("kind", ["mlp", "wt"])
 def test_unit_weights_are_the_plain_aggregation(kind: str) -> None:
     """All ones is the plain aggregation on every path; other weights give another update."""
     graph = _graph(3, cnn=True)
@@ -111,9 +142,11 @@ def test_bad_neighbour_weight_is_an_error(kind: str) -> None:
     with pytest.raises(ValueError, match=rf"{name}: graph.neighbour_weight must be a .* \[{graph.num_edges}, 2\]"):
         rule(graph)
     graph.neighbour_weight = torch.ones(graph.num_edges, 2)
-    graph.neighbour_weight[4, 1] = 0.0
-    with pytest.raises(ValueError, match=f"{name}: graph.neighbour_weight must be positive"):
-        rule(graph)
+    for bad in (-0.5, float("nan"), float("inf")):
+        graph.neighbour_weight = torch.ones(graph.num_edges, 2)
+        graph.neighbour_weight[4, 1] = bad
+        with pytest.raises(ValueError, match=f"{name}: graph.neighbour_weight must be finite and non-negative"):
+            rule(graph)
     if kind == "wt" and fused.available():  # the kernel's entry point checks too: it reads [E][2] floats
         graph.neighbour_weight = torch.ones(graph.num_edges - 1, 2)
         with pytest.raises(ValueError, match="fused.wt_forward: graph.neighbour_weight must be"):
