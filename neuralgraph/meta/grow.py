@@ -536,13 +536,8 @@ class GraphFactory:
             ValueError: the graph and the reference have different numbers of
                 hidden layers (``spec`` names the graph in the message).
         """
-        if self._tile_widths is None:
-            model = build_arch(self.code_tile, self.activation)
-            ref = to_neural_graph(model, input_shape=self.input_shape if self.code_tile.startswith("cnn") else None)
-            self._tile_widths = [w for _, _, w in hidden_layers(ref)]
-            self._tile_ref = ref
-            if self.code_tile.startswith("cnn") and self.input_shape is not None:
-                self._tile_ref_sizes = _conv_input_sizes(model, self.input_shape)
+        self._tile_reference()
+        assert self._tile_widths is not None
         layers = hidden_layers(graph)
         if len(layers) != len(self._tile_widths):
             raise ValueError(f"code_tile: {spec or 'the graph'} has {len(layers)} hidden layers, the reference "
@@ -551,6 +546,17 @@ class GraphFactory:
         for (_, sel, _), ref_width in zip(layers, self._tile_widths):
             index[sel] = graph.node_pos[sel] % ref_width
         return index
+
+    def _tile_reference(self) -> NeuralGraph:
+        """The ``code_tile`` reference's graph (built once, with its hidden widths and conv input sizes)."""
+        if self._tile_ref is None:
+            model = build_arch(self.code_tile, self.activation)
+            cnn = self.code_tile.startswith("cnn")
+            self._tile_ref = to_neural_graph(model, input_shape=self.input_shape if cnn else None)
+            self._tile_widths = [w for _, _, w in hidden_layers(self._tile_ref)]
+            if cnn and self.input_shape is not None:
+                self._tile_ref_sizes = _conv_input_sizes(model, self.input_shape)
+        return self._tile_ref
 
     def tile_kernels(self, graph: NeuralGraph, spec: str, model: nn.Module) -> Optional[Tuple[Tensor, Tensor]]:
         """For a CNN whose kernels differ from the ``code_tile`` reference's: ``(edge_pos [E, 5],
@@ -563,9 +569,7 @@ class GraphFactory:
         then grows and computes exactly the reference's function."""
         if not (spec.startswith("cnn") and self.code_tile.startswith("cnn")) or self.input_shape is None:
             return None
-        self.tile_index(graph, spec)  # builds the reference
-        assert self._tile_ref is not None
-        return _kernel_map(graph, self._tile_ref, lambda: _conv_input_sizes(model, self.input_shape),
+        return _kernel_map(graph, self._tile_reference(), lambda: _conv_input_sizes(model, self.input_shape),
                            self._tile_ref_sizes, spec, self.code_tile)
 
     def subset_code(self, spec: str | Sequence[int], generator: Optional[torch.Generator] = None,
