@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from neuralgraph.architecture import ACTIVATIONS, Architecture
+from neuralgraph.architecture import ACTIVATIONS, Architecture, ParamSlot
 from neuralgraph.convert import to_neural_graph
 from neuralgraph.datasets.architectures import arch_name, build_arch
 from neuralgraph.graph import NODE_ROLES, NeuralGraph
@@ -128,7 +128,7 @@ def _conv_input_sizes(model: nn.Module, input_shape: Sequence[int]) -> List[Tupl
     return sizes
 
 
-def _flat_slot(graph: NeuralGraph):
+def _flat_slot(graph: NeuralGraph) -> Optional[ParamSlot]:
     """The weight ``ParamSlot`` of the first ``Linear`` after a ``Flatten`` (``None`` if there is none)."""
     ops = graph.arch.ops
     flat = [i for i, op in enumerate(ops) if op.kind == "Flatten"]
