@@ -5,7 +5,7 @@ from neuralgraph.convert import load_weight, to_module, to_neural_graph
 from neuralgraph.errors import NeuralGraphError, UnsupportedModuleError, WeightShapeError
 from neuralgraph.export import to_networkx
 from neuralgraph.functional import forward_batch
-from neuralgraph.graph import EDGE_KINDS, NODE_ROLES, NeuralGraph
+from neuralgraph.graph import EDGE_KINDS, NODE_ROLES, NeuralGraph, batch_graphs
 from neuralgraph.neighbourhood import Neighbourhoods
 from neuralgraph.positional import position_code
 from neuralgraph.rules.base import step
@@ -23,6 +23,7 @@ __all__ = [
     "Op",
     "UnsupportedModuleError",
     "WeightShapeError",
+    "batch_graphs",
     "forward_batch",
     "load_weight",
     "position_code",

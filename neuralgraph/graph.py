@@ -2,8 +2,10 @@ r"""The :class:`NeuralGraph` container: a PyG ``Data`` whose edges are parameter
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+import copy
+from typing import Any, List, Optional, Sequence
 
+import torch
 from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 
@@ -11,7 +13,7 @@ from neuralgraph.architecture import ACTIVATIONS, Architecture
 from neuralgraph.errors import NeuralGraphError, WeightShapeError
 from neuralgraph.neighbourhood import Neighbourhoods
 
-__all__ = ["NeuralGraph", "NODE_ROLES", "EDGE_KINDS"]
+__all__ = ["NeuralGraph", "NODE_ROLES", "EDGE_KINDS", "batch_graphs"]
 
 #: ``NeuralGraph.node_role`` codes.
 NODE_ROLES = ("input", "hidden", "output", "bias")
@@ -153,3 +155,33 @@ class NeuralGraph(Data):
         if key == "edge_index":
             return self.num_nodes
         return super().__inc__(key, value, *args, **kwargs)
+
+
+#: Optional per-edge attributes with a neutral value: a graph without one behaves as if it held this value.
+_NEUTRAL_EDGE_ATTRS = {"neighbour_weight": (2, 1.0)}
+
+
+def batch_graphs(graphs: Sequence[Data]) -> Batch:
+    """``Batch.from_data_list`` for neural graphs where only some carry ``neighbour_weight`` ``[E, 2]``.
+
+    PyG collates the attributes of the first graph: a later graph without one raises ``KeyError``, and a
+    later graph *with* one loses it silently.  Here every graph without it gets all ones (the plain
+    aggregation, see :func:`neuralgraph.rules.base.neighbour_weight`) in the dtype of the graphs that have
+    it, so each graph of the batch is aggregated as it would be alone.  Graphs are not modified.
+
+    Raises:
+        ValueError: ``graphs`` is empty.
+    """
+    graphs = list(graphs)
+    if not graphs:
+        raise ValueError("batch_graphs: no graphs to batch")
+    for key, (width, value) in _NEUTRAL_EDGE_ATTRS.items():
+        have = [g for g in graphs if getattr(g, key, None) is not None]
+        if have and len(have) < len(graphs):
+            dtype = getattr(have[0], key).dtype
+            for i, g in enumerate(graphs):
+                if getattr(g, key, None) is None:
+                    g = copy.copy(g)
+                    setattr(g, key, torch.full((g.num_edges, width), value, dtype=dtype))
+                    graphs[i] = g
+    return Batch.from_data_list(graphs)

@@ -81,7 +81,9 @@ def neighbour_weight(graph: object, owner: str) -> Optional[Tensor]:
     plain aggregation, and 0 leaves an edge out of the sums (a neighbourhood whose weights are all 0
     aggregates to zero, as an empty one).  :class:`~neuralgraph.meta.GraphFactory` sets it on
     ``code_tile`` graphs, where ``1 / copies`` makes every neighbourhood sum the reference network's
-    and 0 marks the taps of a larger kernel that the reference does not have.
+    and 0 marks the taps of a larger kernel that the reference does not have.  To batch graphs of which
+    only some carry it, use :func:`neuralgraph.batch_graphs` (PyG's ``Batch.from_data_list`` keeps the
+    first graph's attributes only).
 
     Raises:
         ValueError: it is not a finite, non-negative ``[E, 2]`` tensor of the weights' dtype (``owner``

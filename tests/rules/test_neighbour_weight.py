@@ -151,3 +151,27 @@ def test_bad_neighbour_weight_is_an_error(kind: str) -> None:
         graph.neighbour_weight = torch.ones(graph.num_edges - 1, 2)
         with pytest.raises(ValueError, match="fused.wt_forward: graph.neighbour_weight must be"):
             fused.wt_forward(_rule("wt"), graph, workers=1)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "wt"])
+@pytest.mark.parametrize("order", [(0, 1, 2), (1, 0, 2), (1, 2, 0)])
+def test_batch_graphs_mixes_weighted_and_plain_graphs(kind: str, order: tuple) -> None:
+    """PyG alone drops ``neighbour_weight`` when the first graph lacks it (and raises ``KeyError`` the other
+    way round); ``ng.batch_graphs`` gives the plain graphs all ones, so the batch's update is each graph's
+    own, in every order."""
+    graphs = [_graph(0, cnn=False), _graph(1, cnn=True, weighted=False), _graph(2, cnn=True)]
+    graphs = [graphs[i] for i in order]
+    rule = _rule(kind)
+    batch = ng.batch_graphs(graphs)
+    assert batch.neighbour_weight.shape == (sum(g.num_edges for g in graphs), 2)
+    assert all(getattr(g, "neighbour_weight", None) is not None for g in graphs if g is not graphs[order.index(1)])
+    assert getattr(graphs[order.index(1)], "neighbour_weight", None) is None  # not modified
+    with torch.no_grad():
+        bw, bh = rule(batch)
+        one = [rule(g) for g in graphs]
+    torch.testing.assert_close(bw, torch.cat([w for w, _ in one]), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(bh, torch.cat([h for _, h in one]), atol=1e-5, rtol=1e-4)
+    if order[0] == 1:  # what PyG does on its own: the weights of the later graphs are gone
+        assert getattr(Batch.from_data_list(graphs), "neighbour_weight", None) is None
+    with pytest.raises(ValueError, match="no graphs"):
+        ng.batch_graphs([])
