@@ -157,10 +157,6 @@ class NeuralGraph(Data):
         return super().__inc__(key, value, *args, **kwargs)
 
 
-#: Optional per-edge attributes with a neutral value: a graph without one behaves as if it held this value.
-_NEUTRAL_EDGE_ATTRS = {"neighbour_weight": (2, 1.0)}
-
-
 def batch_graphs(graphs: Sequence[Data]) -> Batch:
     """``Batch.from_data_list`` for neural graphs where only some carry ``neighbour_weight`` ``[E, 2]``.
 
@@ -175,13 +171,16 @@ def batch_graphs(graphs: Sequence[Data]) -> Batch:
     graphs = list(graphs)
     if not graphs:
         raise ValueError("batch_graphs: no graphs to batch")
-    for key, (width, value) in _NEUTRAL_EDGE_ATTRS.items():
-        have = [g for g in graphs if getattr(g, key, None) is not None]
-        if have and len(have) < len(graphs):
-            dtype = getattr(have[0], key).dtype
-            for i, g in enumerate(graphs):
-                if getattr(g, key, None) is None:
-                    g = copy.copy(g)
-                    setattr(g, key, torch.full((g.num_edges, width), value, dtype=dtype))
-                    graphs[i] = g
+    have = [g for g in graphs if getattr(g, "neighbour_weight", None) is not None]
+    if have and len(have) < len(graphs):
+        dtype = have[0].neighbour_weight.dtype
+        graphs = [g if getattr(g, "neighbour_weight", None) is not None else _with_unit_weights(g, dtype)
+                  for g in graphs]
     return Batch.from_data_list(graphs)
+
+
+def _with_unit_weights(graph: Data, dtype: torch.dtype) -> Data:
+    """A shallow copy of ``graph`` with an all-ones ``neighbour_weight`` ``[E, 2]`` (the plain aggregation)."""
+    g = copy.copy(graph)
+    g.neighbour_weight = torch.ones(graph.num_edges, 2, dtype=dtype)
+    return g

@@ -143,7 +143,7 @@ def _weighted_mean(state: Tensor, members: List[int], weight: Tensor) -> Tensor:
     for g in members:
         num = num + weight[g] * state[g]
         den = den + weight[g]
-    return num / den if den > 0 else num * 0
+    return num / den if den > 0 else torch.zeros_like(num)
 
 
 def rotate_loop(x: Tensor, pos: float, head_dim: int, base: float) -> Tensor:

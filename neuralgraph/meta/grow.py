@@ -71,6 +71,15 @@ def _centre_kernel_positions(graph: NeuralGraph, pos: Tensor) -> None:
             pos[rows, 4] += KERNEL_CENTRE - pad[1]
 
 
+def _tap_starts(small_shape: Tuple[int, ...], small_pad: Tuple[int, int], host_shape: Tuple[int, ...],
+                host_pad: Tuple[int, int]) -> Optional[List[int]]:
+    """Per kernel axis, the host tap index of the small kernel's tap 0 when both read the same offsets from
+    the output pixel (``index - padding``), or ``None`` if the small kernel does not fit inside the host's."""
+    starts = [host_pad[i] - small_pad[i] for i in range(len(small_shape) - 2)]
+    fits = all(0 <= st and st + small_shape[2 + i] <= host_shape[2 + i] for i, st in enumerate(starts))
+    return starts if fits else None
+
+
 def embed_conv_layer(small: NeuralGraph, small_weight: Tensor, host: NeuralGraph, host_weight: Tensor,
                      layer: int) -> Tensor:
     """``host_weight`` with conv layer ``layer`` replaced by the small network's kernels.
@@ -98,11 +107,10 @@ def embed_conv_layer(small: NeuralGraph, small_weight: Tensor, host: NeuralGraph
                          "differ in channels or dimensions")
     sp = _conv_padding(small.arch.ops[ss.op_index])
     hp = _conv_padding(host.arch.ops[hs.op_index])
-    starts = [hp[i] - sp[i] for i in range(len(ss.shape) - 2)]
-    for i, st in enumerate(starts):
-        if st < 0 or st + ss.shape[2 + i] > hs.shape[2 + i]:
-            raise ValueError(f"conv layer {layer}: small kernel {tuple(ss.shape[2:])} (padding {sp}) does not fit "
-                             f"inside host kernel {tuple(hs.shape[2:])} (padding {hp}) at equal offsets")
+    starts = _tap_starts(ss.shape, sp, hs.shape, hp)
+    if starts is None:
+        raise ValueError(f"conv layer {layer}: small kernel {tuple(ss.shape[2:])} (padding {sp}) does not fit "
+                         f"inside host kernel {tuple(hs.shape[2:])} (padding {hp}) at equal offsets")
     w_small = small_weight[ss.offset:ss.offset + ss.numel].view(ss.shape)
     scale = math.sqrt(math.prod(hs.shape[2:]) / math.prod(ss.shape[2:]))
     block = w_small.new_zeros(hs.shape)
@@ -178,14 +186,14 @@ def _kernel_map(graph: NeuralGraph, ref: NeuralGraph, sizes: Callable[[], List[T
     for i, (h, r) in enumerate(zip(hs, rs)):
         hp, rp = _conv_padding(graph.arch.ops[h.op_index]), _conv_padding(ref.arch.ops[r.op_index])
         rows = slice(h.offset, h.offset + h.numel)
-        for d in range(2):
-            start, n_ref = hp[d] - rp[d], r.shape[2 + d]
-            if start < 0 or start + n_ref > h.shape[2 + d]:
-                raise ValueError(f"{where}: conv layer {i}'s reference kernel {tuple(r.shape[2:])} (padding "
-                                 f"{rp}) does not fit inside its kernel {tuple(h.shape[2:])} (padding {hp}) at "
-                                 "equal offsets")
+        starts = _tap_starts(r.shape, rp, h.shape, hp)
+        if starts is None:
+            raise ValueError(f"{where}: conv layer {i}'s reference kernel {tuple(r.shape[2:])} (padding "
+                             f"{rp}) does not fit inside its kernel {tuple(h.shape[2:])} (padding {hp}) at "
+                             "equal offsets")
+        for d, start in enumerate(starts):
             p = pos[rows, 3 + d]
-            inside = (p >= start) & (p < start + n_ref)
+            inside = (p >= start) & (p < start + r.shape[2 + d])
             keep[rows] &= inside
             pos[rows, 3 + d] = torch.where(inside, p - start, p)
     hf, rf = _flat_slot(graph), _flat_slot(ref)
