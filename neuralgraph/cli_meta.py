@@ -6,6 +6,7 @@
     torchrun --nproc_per_node 2 -m neuralgraph meta-train examples/iris.yaml
     neuralgraph grow --rule runs/iris/rule.pt --arch 4-16-16-3 --steps 20 --save grown.pt --plot w.png
     neuralgraph eval --rule runs/mnist/rule.pt --grid 20,40,60,80,100 --steps 20 --out docs/figures/grid
+    neuralgraph average-rules soup.pt runs/a/rule.pt runs/b/rule.pt [--weights 1,1]
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, List, Optional, Tuple
 
-__all__ = ["add_parser", "run_meta_train", "run_grow", "run_eval", "eval_grid"]
+__all__ = ["add_parser", "run_meta_train", "run_grow", "run_eval", "run_average", "eval_grid"]
 
 #: growth ``s`` of an ``eval`` grid cell uses seed ``EVAL_SEED + s``
 EVAL_SEED = 1000
@@ -82,6 +83,12 @@ def add_parser(sub: Any) -> None:
     e.add_argument("--threads", type=int, default=1)
     e.set_defaults(func=run_eval)
 
+    a = sub.add_parser("average-rules", help="average the parameters of rules of one kind (model soup / SWA)")
+    a.add_argument("out", help="where to write the averaged rule export")
+    a.add_argument("rules", nargs="+", help="two or more rule.pt exports, snapshots or checkpoints")
+    a.add_argument("--weights", help="comma-separated non-negative weights, one per rule (default: equal)")
+    a.set_defaults(func=run_average)
+
 
 def run_meta_train(args: argparse.Namespace) -> int:
     from neuralgraph.meta import distributed as D
@@ -100,6 +107,19 @@ def run_meta_train(args: argparse.Namespace) -> int:
                               "rule": str(trainer.out_dir / "rule.pt")}))
     finally:
         D.shutdown()
+    return 0
+
+
+def run_average(args: argparse.Namespace) -> int:
+    from neuralgraph.meta.average import save_average
+    from neuralgraph.meta.checkpoint import CheckpointError
+
+    try:
+        weights = None if args.weights is None else [float(v) for v in args.weights.split(",")]
+        sources = save_average(args.out, args.rules, weights)
+    except (ValueError, CheckpointError, FileNotFoundError) as exc:
+        raise SystemExit(f"average-rules: {exc}") from exc
+    print(json.dumps({"out": args.out, "averaged_from": sources}))
     return 0
 
 
