@@ -79,6 +79,27 @@ def test_mnist_grid_rule_grows_a_held_out_mlp():
     assert old_cfg.name == "mnist_grid_fast_stage2" and old.hidden_dim == old_cfg.grow.hidden_dim == 20
 
 
+def test_mnist_grid_soup_is_an_average_of_grid_rules_and_grows_a_held_out_mlp():
+    """`mlp_mnist_grid_soup.pt` (session 21): the parameter mean of the grid rule and 12 continuations of it
+    on the same four training architectures; 784-50-50-10 (never trained on) in 3 rule steps, every edge
+    firing (0.960 on the 10,000 test images, docs/results/meta_mlp.md)."""
+    from neuralgraph.datasets import mnist_tensors
+
+    obj = torch.load(CHECKPOINTS / "mlp_mnist_grid_soup.pt", map_location="cpu", weights_only=False)
+    sources = obj["averaged_from"]
+    assert len(sources) == 13 and sources[0]["path"].endswith("mlp_mnist_grid.pt")
+    assert math.isclose(sum(s["weight"] for s in sources), 1.0)
+    rule, cfg = load_rule(CHECKPOINTS / "mlp_mnist_grid_soup.pt")
+    parent, _ = load_rule(CHECKPOINTS / "mlp_mnist_grid.pt")
+    assert rule.data_conditioned and cfg.arch.train == ["784-100-10-10", "784-10-100-10", "784-40-70-10",
+                                                        "784-70-40-10"]
+    assert any(not torch.equal(a, b) for a, b in zip(rule.state_dict().values(), parent.state_dict().values()))
+    factory = factory_from_config(cfg)
+    x, y = mnist_tensors("mnist", "test", flatten=True)
+    rec = grow_trajectory(factory, rule, "784-50-50-10", 3, 1.0, 1000, (x[:2000], y[:2000]))
+    assert rec["acc"][0] < 0.2 and rec["acc"][-1] >= 0.94
+
+
 @pytest.mark.parametrize("spec,floor", [("cnn:m=0.125,k=5,h=100", 0.8), ("cnn:m=0.125,k=4,h=16", 0.5)])
 def test_mnist_cnn_rule_grows_an_unseen_cnn(spec, floor):
     """The shipped CNN rule (kernel-offset codes, kernel-consistency loss, pool + zero-out stages,
