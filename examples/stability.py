@@ -54,9 +54,13 @@ def stability(losses: Sequence[float], chance: float = float("inf")) -> Dict[str
             "truncated": int(i_min + 1 + n == len(finite))}
 
 
-def run(rules: Sequence[str], arch: str, steps: int, seeds: int) -> Dict[str, Any]:
+def run(rules: Sequence[str], arch: str, steps: int, seeds: int, seed_start: int = 0,
+        bar: int = 500) -> Dict[str, Any]:
+    """Grow ``arch`` with each rule for ``steps`` rule steps from seeds ``seed_start .. seed_start + seeds - 1``;
+    ``bar`` is the steps-within-10% count a growth must reach to count in ``growths_at_bar``."""
     torch.set_num_threads(1)
-    out: Dict[str, Any] = {"arch": arch, "steps": steps, "seeds": seeds, "rules": {}}
+    out: Dict[str, Any] = {"arch": arch, "steps": steps, "seeds": seeds, "seed_start": seed_start, "bar": bar,
+                           "rules": {}}
     for path in rules:
         rule, cfg = load_rule(path)
         d = cfg.data
@@ -64,7 +68,7 @@ def run(rules: Sequence[str], arch: str, steps: int, seeds: int) -> Dict[str, An
         factory = factory_from_config(cfg)
         rows: List[Dict[str, Any]] = []
         curves = []
-        for seed in range(seeds):
+        for seed in range(seed_start, seed_start + seeds):
             rec = grow_trajectory(factory, rule, arch, steps, cfg.grow.fire_rate, seed, split.train)
             st = stability(rec["loss"], math.log(split.num_classes))
             st["final_test_acc"] = grow_trajectory(factory, rule, arch, st["steps_to_min"], cfg.grow.fire_rate,
@@ -76,6 +80,7 @@ def run(rules: Sequence[str], arch: str, steps: int, seeds: int) -> Dict[str, An
             "mean_steps_to_min": statistics.mean(r["steps_to_min"] for r in rows),
             "mean_steps_within_10pct": statistics.mean(r["steps_within_10pct"] for r in rows),
             "median_steps_within_10pct": statistics.median(r["steps_within_10pct"] for r in rows),
+            "growths_at_bar": sum(r["steps_within_10pct"] >= bar for r in rows),
             "mean_count_within_10pct": statistics.mean(r["count_within_10pct"] for r in rows),
             "mean_steps_below_chance": statistics.mean(r["steps_below_chance"] for r in rows),
             "curve_seed0": curves[0]}
@@ -90,6 +95,7 @@ def main(argv: Any = None) -> int:
     p.add_argument("--arch", default="4-8-3")
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--seed-start", type=int, default=0, help="first growth seed (fresh seeds re-check a choice)")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--quick-config", default="examples/iris.yaml")
     p.add_argument("--json")
@@ -100,7 +106,7 @@ def main(argv: Any = None) -> int:
         rules = [quick_rule(a.quick_config, tempfile.mkdtemp(prefix="stab_")),
                  quick_rule("examples/iris_nopool.yaml", tempfile.mkdtemp(prefix="stab_np_"))]
         a.steps, a.seeds = 5, 1
-    res = run(rules, a.arch, a.steps, a.seeds)
+    res = run(rules, a.arch, a.steps, a.seeds, a.seed_start)
     if a.plot:
         from neuralgraph.meta.plots import curves
 
