@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
-from neuralgraph.meta.checkpoint import CheckpointError, _flat, atomic_save
+from neuralgraph.meta.checkpoint import CheckpointError, atomic_save, config_diff
 from neuralgraph.meta.trainer import RULE_FORMAT, load_rule
 
 __all__ = ["average_rules", "save_average"]
@@ -37,13 +37,11 @@ __all__ = ["average_rules", "save_average"]
 _FREE = ("grow.fire_rate", "grow.code_tile")
 
 
-def _must_match(cfg: Dict[str, Any]) -> Dict[str, Any]:
-    """The config entries two rules must share to be averaged."""
-    flat = _flat(cfg)
-    keep = {k: v for k, v in flat.items() if k.startswith(("rule.", "grow.")) and k not in _FREE}
-    if cfg["rule"].get("kwargs", {}).get("data_conditioned"):
-        keep["data.name"] = flat.get("data.name")
-    return keep
+def _inputs_differ(ref: Dict[str, Any], other: Dict[str, Any]) -> List[str]:
+    """The config keys (``section.key``) two rules must share to be averaged and do not."""
+    conditioned = ref["rule"].get("kwargs", {}).get("data_conditioned")
+    return [k for k in config_diff(ref, other)
+            if (k.startswith(("rule.", "grow.")) and k not in _FREE) or (conditioned and k == "data.name")]
 
 
 def average_rules(paths: Sequence[str | Path], weights: Optional[Sequence[float]] = None) -> Dict[str, Any]:
@@ -77,12 +75,11 @@ def average_rules(paths: Sequence[str | Path], weights: Optional[Sequence[float]
 
     rules = [load_rule(p) for p in paths]
     ref_rule, ref_cfg = rules[0]
-    ref_keys = _must_match(ref_cfg.to_dict())
+    ref_dict = ref_cfg.to_dict()
     ref_state = ref_rule.state_dict()
     total: Dict[str, torch.Tensor] = {}
     for path, alpha, (rule, cfg) in zip(paths, w.tolist(), rules):
-        keys = _must_match(cfg.to_dict())
-        diff = sorted(k for k in set(keys) | set(ref_keys) if keys.get(k) != ref_keys.get(k))
+        diff = _inputs_differ(ref_dict, cfg.to_dict())
         if diff:
             raise CheckpointError(f"{path}: its rule differs from {paths[0]}'s in {', '.join(diff)}; "
                                   "only rules of one kind reading the same inputs can be averaged")
