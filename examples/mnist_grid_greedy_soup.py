@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 from pathlib import Path
-from typing import List
+from typing import Any, List, Tuple
+
+import torch
+
+from neuralgraph.cli_meta import _data, eval_grid
+from neuralgraph.meta import build_rule, load_rule
+from neuralgraph.meta.average import average_rules
 
 PARENT = "neuralgraph/checkpoints/mlp_mnist_grid.pt"
 SUBSET05 = "runs/mnist_grid_subset05/snapshots/rule_{:07d}.pt"
@@ -27,13 +32,15 @@ def candidates() -> List[str]:
     return out
 
 
-def val_mean(paths: List[str], prefix: Path) -> float:
-    """Validation grid mean of the parameter mean of ``paths``."""
-    rule = str(prefix) + "_try.pt"
-    subprocess.run(["neuralgraph", "average-rules", rule, *paths], check=True, capture_output=True)
-    subprocess.run(["neuralgraph", "eval", "--rule", rule, "--steps", "3", "--fire-rate", "1", "--split", "val",
-                    "--threads", "1", "--out", str(prefix) + "_try"], check=True, capture_output=True)
-    return json.loads(Path(str(prefix) + "_try.json").read_text())["mean"]
+def val_mean(paths: List[str], data: Tuple[Any, Any]) -> float:
+    """Validation grid mean of the parameter mean of ``paths`` (3 rule steps, every edge firing)."""
+    _, cfg = load_rule(paths[0])
+    cfg.set_fire_rate(1.0, "fire rate")
+    rule = build_rule(cfg)
+    rule.load_state_dict(average_rules(paths)["rule_state"])
+    xs, ys = list(cfg.arch.grid_x), list(cfg.arch.grid_y or cfg.arch.grid_x)
+    vals = eval_grid(rule.eval(), cfg, xs, ys, 3, 1, data, progress=False)
+    return sum(map(sum, vals)) / (len(xs) * len(ys))
 
 
 def main() -> None:
@@ -42,11 +49,13 @@ def main() -> None:
     args = ap.parse_args()
     prefix = Path(args.out)
     prefix.parent.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(1)
+    data = _data(load_rule(PARENT)[1], "val")  # loaded once for every candidate
     soup = [PARENT]
-    best = val_mean([PARENT, PARENT], prefix)  # the parent alone
+    best = val_mean([PARENT, PARENT], data)  # the parent alone
     log = []
     for cand in candidates():
-        v = val_mean(soup + [cand], prefix)
+        v = val_mean(soup + [cand], data)
         keep = v > best
         log.append({"candidate": cand, "val": v, "kept": keep})
         print(f"{cand} {v:.4f} {'kept' if keep else '-'}", flush=True)
