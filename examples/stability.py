@@ -16,7 +16,7 @@ import argparse
 import math
 import statistics
 import tempfile
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
@@ -55,28 +55,30 @@ def stability(losses: Sequence[float], chance: float = float("inf")) -> Dict[str
 
 
 def run(rules: Sequence[str], arch: str, steps: int, seeds: int, seed_start: int = 0,
-        bar: int = 500) -> Dict[str, Any]:
+        bar: int = 500, fire_rate: Optional[float] = None) -> Dict[str, Any]:
     """Grow ``arch`` with each rule for ``steps`` rule steps from seeds ``seed_start .. seed_start + seeds - 1``;
-    ``bar`` is the steps-within-10% count a growth must reach to count in ``growths_at_bar``."""
+    ``bar`` is the steps-within-10% count a growth must reach to count in ``growths_at_bar``; ``fire_rate``
+    (``None``: each rule's training fire rate, ``grow.fire_rate``) is the fraction of edges a rule step updates."""
     torch.set_num_threads(1)
     out: Dict[str, Any] = {"arch": arch, "steps": steps, "seeds": seeds, "seed_start": seed_start, "bar": bar,
-                           "rules": {}}
+                           "fire_rate": fire_rate, "rules": {}}
     for path in rules:
         rule, cfg = load_rule(path)
         d = cfg.data
         split = load_split(d.name, d.val_fraction, d.test_fraction, d.split_seed)
         factory = factory_from_config(cfg)
+        fr = cfg.grow.fire_rate if fire_rate is None else fire_rate
         rows: List[Dict[str, Any]] = []
         curves = []
         for seed in range(seed_start, seed_start + seeds):
-            rec = grow_trajectory(factory, rule, arch, steps, cfg.grow.fire_rate, seed, split.train)
+            rec = grow_trajectory(factory, rule, arch, steps, fr, seed, split.train)
             st = stability(rec["loss"], math.log(split.num_classes))
-            st["final_test_acc"] = grow_trajectory(factory, rule, arch, st["steps_to_min"], cfg.grow.fire_rate,
+            st["final_test_acc"] = grow_trajectory(factory, rule, arch, st["steps_to_min"], fr,
                                                    seed, split.test)["acc"][-1]
             rows.append(st)
             curves.append(rec["loss"])
         out["rules"][path] = {
-            "name": cfg.name, "pool_size": cfg.train.pool_size, "per_seed": rows,
+            "name": cfg.name, "pool_size": cfg.train.pool_size, "fire_rate": fr, "per_seed": rows,
             "mean_steps_to_min": statistics.mean(r["steps_to_min"] for r in rows),
             "mean_steps_within_10pct": statistics.mean(r["steps_within_10pct"] for r in rows),
             "median_steps_within_10pct": statistics.median(r["steps_within_10pct"] for r in rows),
@@ -96,6 +98,8 @@ def main(argv: Any = None) -> int:
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--seed-start", type=int, default=0, help="first growth seed (fresh seeds re-check a choice)")
+    p.add_argument("--fire-rate", type=float, default=None,
+                   help="fraction of edges each rule step updates (default: each rule's grow.fire_rate)")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--quick-config", default="examples/iris.yaml")
     p.add_argument("--json")
@@ -106,7 +110,7 @@ def main(argv: Any = None) -> int:
         rules = [quick_rule(a.quick_config, tempfile.mkdtemp(prefix="stab_")),
                  quick_rule("examples/iris_nopool.yaml", tempfile.mkdtemp(prefix="stab_np_"))]
         a.steps, a.seeds = 5, 1
-    res = run(rules, a.arch, a.steps, a.seeds, a.seed_start)
+    res = run(rules, a.arch, a.steps, a.seeds, a.seed_start, fire_rate=a.fire_rate)
     if a.plot:
         from neuralgraph.meta.plots import curves
 

@@ -34,6 +34,20 @@ def test_stability_quick_and_metric(examples, tmp_path):
     assert (tmp_path / "s.png").is_file()
 
 
+def test_stability_fire_rate(examples, tmp_path):
+    """``--fire-rate 1`` updates every edge: growth from zero weights is then the same for every seed; the
+    default is the rule's training fire rate (0.8 for the shipped stable rule), whose masks differ by seed."""
+    mod = examples("stability")
+    rule = "neuralgraph/checkpoints/mlp_iris_stable.pt"
+    det = mod.run([rule], "4-8-3", 30, 2, fire_rate=1.0)
+    v = det["rules"][rule]
+    assert det["fire_rate"] == 1.0 and v["fire_rate"] == 1.0
+    assert v["per_seed"][0] == v["per_seed"][1]
+    sto = mod.run([rule], "4-8-3", 30, 2)["rules"][rule]
+    assert sto["fire_rate"] == 0.8
+    assert sto["per_seed"][0]["min_loss"] != sto["per_seed"][1]["min_loss"]
+
+
 def test_zero_out_quick(examples, tmp_path):
     assert examples("zero_out").main(["--quick", "--json", str(tmp_path / "z.json"),
                                       "--plot", str(tmp_path / "z.png")]) == 0
