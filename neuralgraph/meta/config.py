@@ -130,6 +130,16 @@ class TrainConfig:
     ``steps_max`` over the first ``curriculum_fraction`` of the meta-steps, then
     is drawn uniformly from ``[steps_max - steps_jitter, steps_max]``.
     ``loss_steps``: average the loss over the last few rule steps (stability).
+    ``update_penalty``: add ``update_penalty`` times the mean over those loss
+    steps (all but the first) of ``log(1 + d / update_penalty_eps)``, where
+    ``d = mean(dw^2) + update_penalty_hidden * mean(dh^2)`` is the step's mean
+    squared change of the edge weights (and hidden states): a fixed-point
+    penalty.  The logarithm saturates for the large updates of early growth
+    (its gradient falls as ``1 / d``), so it acts on nearly converged states,
+    asking the rule to stop changing a grown network rather than let it drift
+    -- which also makes stochastic (``fire_rate < 1``) growth settle, since a
+    rule that proposes no change is unaffected by which edges fire.  Needs
+    ``loss_steps >= 2``.  ``0`` (default) = off.
     ``archs_per_step``: architectures grown per meta-step and rank, drawn at
     random from this rank's share (``0`` = all of them).
     ``out_init_std``: if > 0, re-initialise a rule layer's weight with
@@ -197,6 +207,9 @@ class TrainConfig:
     grad_checkpoint: str = "torch"
     clip_norm: float = 1.0
     loss_steps: int = 1
+    update_penalty: float = 0.0
+    update_penalty_eps: float = 1e-6
+    update_penalty_hidden: float = 0.0
     out_init_std: float = 0.0
     out_init_layer: str = "last"
     init_rule: Optional[str] = None
@@ -338,6 +351,14 @@ class MetaConfig:
             raise ValueError(f"train.consistency_weight must be >= 0, got {t.consistency_weight}")
         if t.checkpoint_chunk < 1 or t.loss_steps < 1:
             raise ValueError("train.checkpoint_chunk and train.loss_steps must be >= 1")
+        if t.update_penalty < 0 or t.update_penalty_hidden < 0 or t.update_penalty_eps <= 0:
+            raise ValueError(f"train.update_penalty ({t.update_penalty}) and train.update_penalty_hidden "
+                             f"({t.update_penalty_hidden}) must be >= 0 and train.update_penalty_eps "
+                             f"({t.update_penalty_eps}) > 0")
+        if t.update_penalty > 0 and min(t.loss_steps, t.steps_max) < 2:
+            raise ValueError(f"train.update_penalty > 0 penalises the change between consecutive loss steps; "
+                             f"it needs train.loss_steps >= 2 and train.steps_max >= 2, got "
+                             f"{t.loss_steps} and {t.steps_max}")
         if g.hidden_code_range < 0:
             raise ValueError(f"grow.hidden_code_range must be >= 0, got {g.hidden_code_range}")
         if g.code_tile:

@@ -191,6 +191,7 @@ class MetaTrainer:
         self.step = 0
         self.history: List[Dict[str, Any]] = []
         self.ema: Optional[float] = None
+        self.last_penalty = 0.0  # the fixed-point penalty of the last grow_loss call
         self.elapsed = 0.0
         self.out_dir = Path(t.out_dir)
 
@@ -219,7 +220,9 @@ class MetaTrainer:
     # ---------------------------------------------------------------- one step ----
     def grow_loss(self, spec: str, state: Tuple[Tensor, Tensor], steps: int, seed: int,
                   x: Tensor, y: Tensor) -> Tuple[Tensor, Tuple[Tensor, Tensor]]:
-        """Loss after growing ``spec`` from ``state`` for ``steps`` steps (differentiable)."""
+        """Loss after growing ``spec`` from ``state`` for ``steps`` steps (differentiable): the
+        cross-entropy averaged over the last ``train.loss_steps`` steps, plus the fixed-point
+        penalty ``train.update_penalty`` (whose value is left in ``self.last_penalty``)."""
         t, g = self.cfg.train, self.cfg.grow
         template = self.factory.template(spec)
         extra = min(t.loss_steps, steps) - 1
@@ -227,10 +230,23 @@ class MetaTrainer:
                       t.grad_checkpoint)
         net = self.factory.network_weight
         loss = F.cross_entropy(logits(template, net(spec, w), x), y)
+        penalty = []
+        self.last_penalty = 0.0
         for i in range(extra):
-            w, h = unroll(template, self.rule, (w, h), 1, g.fire_rate, seed + 1 + i, 1, t.grad_checkpoint)
+            w2, h2 = unroll(template, self.rule, (w, h), 1, g.fire_rate, seed + 1 + i, 1, t.grad_checkpoint)
+            if t.update_penalty > 0:
+                d = (w2 - w).pow(2).mean()
+                if t.update_penalty_hidden > 0:
+                    d = d + t.update_penalty_hidden * (h2 - h).pow(2).mean()
+                penalty.append(torch.log1p(d / t.update_penalty_eps))
+            w, h = w2, h2
             loss = loss + F.cross_entropy(logits(template, net(spec, w), x), y)
-        return loss / (extra + 1), (w, h)
+        loss = loss / (extra + 1)
+        if penalty:
+            pen = t.update_penalty * torch.stack(penalty).mean()
+            self.last_penalty = float(pen.detach())
+            loss = loss + pen
+        return loss, (w, h)
 
     def _check_pair(self, small: str, host: str) -> None:
         ts, th = self.factory.template(small), self.factory.template(host)
@@ -266,7 +282,7 @@ class MetaTrainer:
         steps = self.num_rule_steps(self.step)
         x, y = self.batch()
         grads = [torch.zeros_like(p) for p in self.params]
-        losses, norms = [], []
+        losses, norms, penalties = [], [], []
         archs = self.archs
         if 0 < t.archs_per_step < len(archs):
             pick = torch.randperm(len(archs), generator=self.gen)[:t.archs_per_step]
@@ -296,6 +312,8 @@ class MetaTrainer:
                 start = (zero_out(start[0], layer, t.zero_out_fraction, self.gen)[0], start[1])
             seed = int(torch.randint(2 ** 31, (1,), generator=self.gen))
             loss, grown = self.grow_loss(spec, start, steps, seed, x, y)
+            if t.update_penalty > 0:
+                penalties.append(self.last_penalty)
             norms.append(add(loss))
             if t.pool_keep_repaired or not zeroed:
                 self.pool.put(spec, slot, (grown[0].detach(), grown[1].detach()))
@@ -330,6 +348,8 @@ class MetaTrainer:
                "seconds": time.perf_counter() - t0}
         if hybrid is not None:
             rec["hybrid_loss"] = hybrid
+        if penalties:  # this rank's mean; part of "loss"
+            rec["update_penalty"] = sum(penalties) / len(penalties)
         self.step += 1
         return rec
 

@@ -1,4 +1,5 @@
 import copy
+import math
 
 import pytest
 import torch
@@ -420,3 +421,52 @@ def test_hidden_code_range_reaches_the_factory_and_the_saved_rule(tmp_path):
     d["grow"]["hidden_code_range"] = -2
     with pytest.raises(ValueError, match="grow.hidden_code_range must be >= 0"):
         MetaConfig.from_dict(d)
+
+
+def test_update_penalty_matches_a_by_hand_reference(tmp_path):
+    """grow_loss with train.update_penalty = the plain loss + lambda * mean_i log(1 + d_i / eps), with
+    d_i = mean(dw^2) + c * mean(dh^2) over the loss steps after the first, recomputed here step by step."""
+    lam, eps, c = 0.3, 1e-4, 0.5
+    cfg = MetaConfig.from_dict(tiny_config(tmp_path, loss_steps=3, steps_max=4, update_penalty=lam,
+                                           update_penalty_eps=eps, update_penalty_hidden=c))
+    tr = MetaTrainer(cfg)
+    torch.manual_seed(0)
+    with torch.no_grad():  # a fresh rule proposes no change; give it some
+        for p in tr.rule.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    spec, steps, seed = "4-4-3", 4, 7
+    x, y = tr.split.train
+    start = tr.factory.fresh(spec, torch.Generator().manual_seed(0))
+    loss, (w, h) = tr.grow_loss(spec, start, steps, seed, x, y)
+    cfg0 = copy.deepcopy(cfg)
+    cfg0.train.update_penalty = 0.0
+    tr0 = MetaTrainer(cfg0)
+    tr0.rule.load_state_dict(tr.rule.state_dict())
+    plain, (w0, h0) = tr0.grow_loss(spec, start, steps, seed, x, y)
+    assert torch.equal(w, w0) and torch.equal(h, h0)
+    tpl = tr.factory.template(spec)
+    with torch.no_grad():  # states: 2 steps, then one step at a time with seeds seed + 1, seed + 2
+        states = [unroll(tpl, tr.rule, start, 2, 0.8, seed, cfg.train.checkpoint_chunk)]
+        for i in range(2):
+            states.append(unroll(tpl, tr.rule, states[-1], 1, 0.8, seed + 1 + i, 1))
+    terms = [math.log1p((float((b[0] - a[0]).pow(2).mean()) + c * float((b[1] - a[1]).pow(2).mean())) / eps)
+             for a, b in zip(states, states[1:])]
+    assert terms[0] > 0 and terms[1] > 0
+    assert torch.allclose(states[-1][0], w, atol=1e-5)  # no-grad steps may take the fused kernel
+    assert float(loss.detach()) == pytest.approx(float(plain.detach()) + lam * sum(terms) / 2, rel=1e-5)
+    assert tr.last_penalty == pytest.approx(lam * sum(terms) / 2, rel=1e-5)
+    g = torch.autograd.grad(loss - plain, [p for p in tr.rule.parameters()], allow_unused=True)
+    assert any(gi is not None and float(gi.abs().sum()) > 0 for gi in g)  # the penalty trains the rule
+    tr.step = cfg.train.meta_steps  # past the curriculum: 4 rule steps, 3 loss steps
+    rec = tr.meta_step()
+    assert rec["rule_steps"] == 4 and 0 < rec["update_penalty"] < rec["loss"]
+    tr.grow_loss(spec, start, 1, seed, x, y)  # one step: no pair of loss steps, no penalty
+    assert tr.last_penalty == 0.0
+
+
+@pytest.mark.parametrize("train,match", [({"update_penalty": -1.0}, "update_penalty"),
+                                         ({"update_penalty": 1.0, "update_penalty_eps": 0.0}, "eps"),
+                                         ({"update_penalty": 1.0, "loss_steps": 1}, "loss_steps >= 2")])
+def test_update_penalty_config_errors(tmp_path, train, match):
+    with pytest.raises(ValueError, match=match):
+        MetaConfig.from_dict(tiny_config(tmp_path, **train))
