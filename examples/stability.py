@@ -115,7 +115,7 @@ def main(argv: Any = None) -> int:
         from neuralgraph.meta.plots import curves
 
         curves({f"{v['name']} (pool {v['pool_size']})": (list(range(len(v["curve_seed0"]))), v["curve_seed0"])
-                for v in res["rules"].values()}, a.plot, "rule step", "train loss (seed 0)",
+                for v in res["rules"].values()}, a.plot, "rule step", f"train loss (growth seed {a.seed_start})",
                f"iris {a.arch}: stability with / without sample pooling", logy=True)
     for v in res["rules"].values():
         v.pop("curve_seed0")
