@@ -10,6 +10,21 @@ Example (``examples/iris.yaml``)::
 
 Unknown keys raise a ``ValueError`` naming the section and key, so typos never
 silently fall back to defaults.
+
+A continuation of an earlier run can state only what it changes: a top-level
+``base`` names another config file (relative to the file that names it), whose
+settings, ``quick`` block included, are the starting point::
+
+    base: iris_fixedpoint_a5.yaml
+    name: iris_fixedpoint_a6
+    train: {init_rule: runs/iris_fixedpoint_a5/rule.pt, lr: 5.0e-5, seed: 10,
+            out_dir: runs/iris_fixedpoint_a6}
+    quick: {train.out_dir: runs/iris_fixedpoint_a6_quick}
+
+Mappings merge key by key; every other value, lists included, replaces the
+base's.  A config with a base must set its own ``name``, and may not inherit its
+base's ``train.out_dir`` (or the quick one), so a continuation never writes
+into its base's run directory.
 """
 
 from __future__ import annotations
@@ -270,18 +285,10 @@ class MetaConfig:
         """Load YAML (``.yaml``/``.yml``) or JSON; ``overrides`` like ``train.meta_steps=5``.
 
         A top-level ``quick`` mapping (``{"train.meta_steps": 3, ...}``) holds the
-        seconds-long test setting of an example; it is applied when ``quick``.
+        seconds-long test setting of an example; it is applied when ``quick``.  A top-level
+        ``base`` is resolved first (:func:`load_config_dict`).
         """
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {path} does not exist")
-        text = path.read_text()
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            d = yaml.safe_load(text) or {}
-        else:
-            d = json.loads(text)
+        d = load_config_dict(path)
         quick_set = d.pop("quick", None) or {}
         if quick:
             for key, val in quick_set.items():
@@ -375,6 +382,75 @@ class MetaConfig:
         if t.code_subset_prob > 0 and t.code_subset_range < 1:
             raise ValueError("train.code_subset_prob > 0 needs train.code_subset_range >= 1 (the index range "
                              f"the codes are drawn from), got {t.code_subset_range}")
+
+
+def _read_mapping(path: Path) -> Dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    text = path.read_text()
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        d = yaml.safe_load(text) or {}
+    else:
+        d = json.loads(text)
+    if not isinstance(d, dict):
+        raise ValueError(f"config file {path} must hold a mapping, got {type(d).__name__}")
+    return d
+
+
+def merge_config(base: Dict[str, Any], child: Dict[str, Any]) -> Dict[str, Any]:
+    """``child`` laid over ``base``: mappings merge key by key (recursively), any other
+    value (lists included) replaces the base's.  Neither input is modified."""
+    out = dict(base)
+    for key, val in child.items():
+        if isinstance(val, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_config(out[key], val)
+        else:
+            out[key] = val
+    return out
+
+
+def load_config_dict(path: str | Path, _chain: tuple = ()) -> Dict[str, Any]:
+    """The raw mapping of a config file (YAML or JSON) with its ``base`` chain resolved.
+
+    ``base: FILE`` (relative to the naming file's folder) loads FILE first, recursively, and lays
+    this file over it (:func:`merge_config`).  Errors name the file at fault: a missing base, a
+    cycle, a config with a base but no ``name`` of its own, or one that inherits its base's
+    ``train.out_dir`` (plain or ``quick``) and would write into the base's run directory.
+    """
+    path = Path(path)
+    d = _read_mapping(path)
+    base = d.pop("base", None)
+    if base is None:
+        return d
+    if not isinstance(base, str) or not base:
+        raise ValueError(f"config {path}: base must be a config file path, got {base!r}")
+    bpath = Path(base) if Path(base).is_absolute() else path.parent / base
+    here = path.resolve()
+    chain = _chain + (here,)
+    if bpath.resolve() in chain:
+        names = " -> ".join(str(p) for p in chain + (bpath.resolve(),))
+        raise ValueError(f"config base cycle: {names}")
+    if not bpath.is_file():
+        raise FileNotFoundError(f"config {path}: base {base!r} ({bpath}) does not exist")
+    parent = load_config_dict(bpath, chain)
+    if "name" not in d:
+        raise ValueError(f"config {path} has a base ({bpath}, named {parent.get('name')!r}) "
+                         "and must set its own name")
+    merged = merge_config(parent, d)
+
+    def out_dirs(x: Dict[str, Any]) -> tuple:
+        train = x.get("train") or {}
+        quick = x.get("quick") or {}
+        return (train.get("out_dir") if isinstance(train, dict) else None,
+                quick.get("train.out_dir") if isinstance(quick, dict) else None)
+
+    for which, mine, theirs in zip(("train.out_dir", "quick train.out_dir"), out_dirs(merged), out_dirs(parent)):
+        if theirs is not None and mine == theirs:
+            raise ValueError(f"config {path} inherits {which} {theirs!r} from its base {bpath}; set its own "
+                             "so the run does not write into the base's run directory")
+    return merged
 
 
 def _check_fire_rate(fire_rate: float, name: str) -> None:

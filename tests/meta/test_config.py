@@ -60,3 +60,51 @@ def test_scalar_types_checked_and_yaml_exponents_converted(tmp_path):
     d = tiny_config(tmp_path)
     d["train"]["init_rule"] = None  # Optional[str]
     assert MetaConfig.from_dict(d).train.init_rule is None
+
+
+def test_base_configs_merge_and_name_their_faults(tmp_path):
+    import yaml
+
+    d = tiny_config(tmp_path)
+    d["quick"] = {"train.meta_steps": 2, "train.out_dir": "runs/base_quick"}
+    d["train"]["out_dir"] = str(tmp_path / "base_run")
+    (tmp_path / "cfgs").mkdir()
+    base = write_config(tmp_path / "cfgs" / "base.yaml", d)
+    child = {"base": "base.yaml", "name": "child", "rule": {"kwargs": {"width": 12}},
+             "arch": {"train": ["4-5-3"]}, "train": {"lr": 5e-4, "out_dir": str(tmp_path / "child_run")},
+             "quick": {"train.out_dir": "runs/child_quick"}}
+    (tmp_path / "cfgs" / "child.yaml").write_text(yaml.safe_dump(child))
+    b, c = MetaConfig.from_file(base), MetaConfig.from_file(tmp_path / "cfgs" / "child.yaml")
+    assert c.name == "child" and c.rule.kwargs == {**b.rule.kwargs, "width": 12}  # mappings merge
+    assert c.arch.train == ["4-5-3"] and c.train.lr == 5e-4  # lists and scalars replace
+    assert c.train.meta_steps == b.train.meta_steps and c.data == b.data and c.grow == b.grow
+    q = MetaConfig.from_file(tmp_path / "cfgs" / "child.yaml", quick=True)
+    assert q.train.meta_steps == 2 and q.train.out_dir == "runs/child_quick"  # the base's quick block, merged
+    # a grandchild (JSON) of the child, in another folder
+    (tmp_path / "more").mkdir()
+    (tmp_path / "more" / "g.json").write_text(json.dumps(
+        {"base": "../cfgs/child.yaml", "name": "g", "train": {"seed": 7, "out_dir": "runs/g"},
+         "quick": {"train.out_dir": "runs/g_quick"}}))
+    g = MetaConfig.from_file(tmp_path / "more" / "g.json")
+    assert g.train.seed == 7 and g.train.lr == 5e-4 and g.rule.kwargs["width"] == 12
+
+    def bad(name, body):
+        (tmp_path / "cfgs" / name).write_text(yaml.safe_dump(body))
+        return tmp_path / "cfgs" / name
+
+    with pytest.raises(ValueError, match="must set its own name"):
+        MetaConfig.from_file(bad("noname.yaml", {"base": "base.yaml", "train": {"out_dir": "x"}}))
+    with pytest.raises(ValueError, match="inherits train.out_dir"):
+        MetaConfig.from_file(bad("samedir.yaml", {"base": "base.yaml", "name": "s"}))
+    with pytest.raises(ValueError, match="inherits quick train.out_dir"):
+        MetaConfig.from_file(bad("samequick.yaml", {"base": "base.yaml", "name": "s", "train": {"out_dir": "x"}}))
+    with pytest.raises(FileNotFoundError, match="base 'nowhere.yaml'"):
+        MetaConfig.from_file(bad("missing.yaml", {"base": "nowhere.yaml", "name": "m"}))
+    bad("loop_a.yaml", {"base": "loop_b.yaml", "name": "a"})
+    with pytest.raises(ValueError, match="config base cycle"):
+        MetaConfig.from_file(bad("loop_b.yaml", {"base": "loop_a.yaml", "name": "b"}))
+    with pytest.raises(ValueError, match="base must be a config file path"):
+        MetaConfig.from_file(bad("listbase.yaml", {"base": ["base.yaml"], "name": "l"}))
+    with pytest.raises(ValueError, match="unknown key train.lrr"):  # typos in a child are still named
+        MetaConfig.from_file(bad("typo.yaml", {"base": "base.yaml", "name": "t", "train": {"lrr": 1, "out_dir": "y"},
+                                               "quick": {"train.out_dir": "z"}}))

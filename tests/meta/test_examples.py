@@ -92,7 +92,7 @@ def test_configs_parse():
     from neuralgraph.meta import MetaConfig
 
     names = [p.stem for p in sorted((ROOT / "examples").glob("*.yaml"))
-             if "\nrule:" in p.read_text()]
+             if "\nrule:" in p.read_text() or "\nbase:" in p.read_text()]
     assert {"iris", "iris_nopool", "iris_stable", "iris_stable_stage2", "mnist_grid", "grow_cnn",
             "grow_cnn_fashion"} <= set(names)
     for name in names:
@@ -100,6 +100,12 @@ def test_configs_parse():
         quick = MetaConfig.from_file(ROOT / "examples" / f"{name}.yaml", quick=True)
         assert quick.train.meta_steps < full.train.meta_steps, name
         assert quick.train.init_rule is None, name  # a quick run never needs a full run's output
+    # continuations stated as a base + changes resolve to the settings they were run with
+    a5 = MetaConfig.from_file(ROOT / "examples" / "iris_fixedpoint_a5.yaml").to_dict()
+    a6 = MetaConfig.from_file(ROOT / "examples" / "iris_fixedpoint_a6.yaml").to_dict()
+    changed = {(sec, k) for sec in a5 if isinstance(a5[sec], dict) for k in a5[sec] if a5[sec][k] != a6[sec][k]}
+    assert changed == {("train", "init_rule"), ("train", "lr"), ("train", "seed"), ("train", "out_dir")}
+    assert a6["name"] == "iris_fixedpoint_a6" and a6["train"]["lr"] == 5e-5
 
 
 def test_mnist_grid_adam_one_cell(examples, tmp_path, capsys):
