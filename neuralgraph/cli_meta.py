@@ -51,6 +51,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--quick", action="store_true", help="apply the config's seconds-long `quick` setting")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config entry (repeatable)")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved config (base chain, --quick and --set applied) as YAML and exit")
     p.set_defaults(func=run_meta_train)
 
     g = sub.add_parser("grow", help="grow a network with a trained rule and report its accuracy")
@@ -96,6 +98,11 @@ def run_meta_train(args: argparse.Namespace) -> int:
     from neuralgraph.meta.trainer import MetaTrainer
 
     cfg = MetaConfig.from_file(args.config, args.overrides, quick=args.quick)
+    if args.print_config:
+        import yaml
+
+        print(yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=None, width=120), end="")
+        return 0
     D.init_from_env("gloo")
     try:
         trainer = MetaTrainer(cfg)

@@ -8,6 +8,24 @@ from neuralgraph.cli import main
 from .helpers import tiny_config, write_config
 
 
+def test_meta_train_print_config_resolves_base_and_trains_nothing(tmp_path, capsys):
+    import yaml
+
+    from neuralgraph.meta import MetaConfig
+
+    base = write_config(tmp_path / "base.yaml", tiny_config(tmp_path / "base_run"))
+    (tmp_path / "child.yaml").write_text(yaml.safe_dump(
+        {"base": "base.yaml", "name": "child", "train": {"lr": 2.5e-4, "out_dir": str(tmp_path / "child_run")}}))
+    argv = ["meta-train", str(tmp_path / "child.yaml"), "--print-config", "--set", "train.seed=5"]
+    assert main(argv) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    want = MetaConfig.from_file(base).to_dict()
+    want["name"] = "child"
+    want["train"].update(lr=2.5e-4, seed=5, out_dir=str(tmp_path / "child_run"))
+    assert printed == want and MetaConfig.from_dict(printed).to_dict() == want
+    assert not (tmp_path / "child_run").exists()
+
+
 def test_meta_train_grow_eval(tmp_path, capsys):
     out = tmp_path / "run"
     cfg = write_config(tmp_path / "c.yaml", tiny_config(out, meta_steps=2, ckpt_every=0))

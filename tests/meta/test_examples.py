@@ -89,6 +89,8 @@ def test_zero_out_wipes_the_layer_asked_for(examples, tmp_path):
 
 
 def test_configs_parse():
+    import yaml
+
     from neuralgraph.meta import MetaConfig
 
     names = [p.stem for p in sorted((ROOT / "examples").glob("*.yaml"))
@@ -100,6 +102,8 @@ def test_configs_parse():
         quick = MetaConfig.from_file(ROOT / "examples" / f"{name}.yaml", quick=True)
         assert quick.train.meta_steps < full.train.meta_steps, name
         assert quick.train.init_rule is None, name  # a quick run never needs a full run's output
+        # what `meta-train --print-config` prints loads back to the same config
+        assert MetaConfig.from_dict(yaml.safe_load(yaml.safe_dump(full.to_dict()))) == full, name
     # continuations stated as a base + changes resolve to the settings they were run with
     a5 = MetaConfig.from_file(ROOT / "examples" / "iris_fixedpoint_a5.yaml").to_dict()
     a6 = MetaConfig.from_file(ROOT / "examples" / "iris_fixedpoint_a6.yaml").to_dict()
